@@ -1,0 +1,23 @@
+"""The one entry point from a report file (or a string) to a segmented Report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from data.normalize import normalize_text
+from data.read import check_chinese, read_report_text
+from data.reading_config import ReadingConfig
+from data.segment import Report, segment_report
+
+
+def load_report(path: str | Path, config: ReadingConfig, report_id: str | None = None) -> Report:
+    """Read, normalise and segment a report file; the report id defaults to the file stem."""
+    path = Path(path)
+    raw = read_report_text(path, config)
+    return segment_report(normalize_text(raw, config), report_id or path.stem, str(path), config)
+
+
+def report_from_text(text: str, config: ReadingConfig, report_id: str = "text") -> Report:
+    """Segment a report given as a string (notebooks, tests)."""
+    check_chinese(text, report_id, config)
+    return segment_report(normalize_text(text, config), report_id, "<text>", config)

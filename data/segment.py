@@ -1,0 +1,158 @@
+"""Cut normalised report text into units and a tree of sections, following the annotation guide.
+
+A unit is a sentence or clause (split after 。！？；!?;) or a heading line; each line of the normalised
+text is a paragraph, because broken lines were joined during normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from data.normalize import NormalizedText
+from data.reading_config import ReadingConfig
+
+UnitKind = Literal["heading", "body", "furniture"]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One sentence, clause or heading, with offsets into the normalised report text."""
+
+    unit_id: str
+    report_id: str
+    index: int
+    start: int
+    end: int
+    text: str
+    kind: UnitKind
+    section_path: tuple[str, ...]
+
+
+@dataclass
+class Section:
+    """A heading and what stands under it; the root section (no heading) holds the whole report."""
+
+    title: str
+    level: int
+    path: tuple[str, ...]
+    heading: Unit | None = None
+    units: list[Unit] = field(default_factory=list)
+    children: list[Section] = field(default_factory=list)
+
+    def walk(self) -> Iterator[Section]:
+        """This section and every section below it, in document order."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def all_units(self) -> list[Unit]:
+        """Every unit of this section and its subsections, in document order."""
+        units = list(self.units)
+        for child in self.children:
+            units.extend(child.all_units())
+        return sorted(units, key=lambda unit: unit.index)
+
+
+@dataclass
+class Report:
+    """A segmented report: normalised text, its units in order, and the section tree."""
+
+    report_id: str
+    source: str
+    normalized: NormalizedText
+    units: list[Unit]
+    root: Section
+
+    @property
+    def text(self) -> str:
+        return self.normalized.text
+
+    def sections(self) -> list[Section]:
+        """Every headed section (the root excluded), in document order."""
+        return [section for section in self.root.walk() if section.heading is not None]
+
+
+def _sentence_spans(text: str, start: int, end: int, config: ReadingConfig) -> Iterator[tuple[int, int]]:
+    """Sentence spans of text[start:end], whitespace trimmed; closers stay with the sentence they close."""
+    i = start
+    while i < end:
+        while i < end and text[i].isspace():
+            i += 1
+        if i >= end:
+            return
+        j = i
+        while j < end and text[j] not in config.sentence_end:
+            j += 1
+        # absorb a run of enders and closers: "。”", "！？", "。）"
+        while j < end and (text[j] in config.sentence_end or text[j] in config.closers):
+            j += 1
+        stop = j
+        while stop > i and text[stop - 1].isspace():
+            stop -= 1
+        yield i, stop
+        i = j
+
+
+def _line_units(text: str, start: int, end: int, config: ReadingConfig) -> Iterator[tuple[int, int, bool]]:
+    """Units of one line as (start, end, is_heading); a heading runs to its first 。 (guide, rule 2)."""
+    while start < end and text[start].isspace():
+        start += 1
+    if start >= end:
+        return
+    if config.heading_level(text[start:end]) is not None:
+        stop = text.find("。", start, end)
+        stop = end if stop < 0 else stop + 1
+        while stop < end and text[stop] in config.closers:
+            stop += 1
+        head_end = stop
+        while head_end > start and text[head_end - 1].isspace():
+            head_end -= 1
+        yield start, head_end, True
+        start = stop
+    for span in _sentence_spans(text, start, end, config):
+        yield (*span, False)
+
+
+def _title(heading: str) -> str:
+    return heading.rstrip("。").strip()
+
+
+def segment_report(normalized: NormalizedText, report_id: str, source: str, config: ReadingConfig) -> Report:
+    """Segment normalised text into units and sections; ids are ``<report_id>-<index>`` so re-reads match."""
+    text = normalized.text
+    root = Section(title="", level=0, path=())
+    stack = [root]
+    units: list[Unit] = []
+    pos = 0
+    for line in text.split("\n"):
+        for start, end, is_heading in _line_units(text, pos, pos + len(line), config):
+            unit_text = text[start:end]
+            kind: UnitKind = "body"
+            if is_heading:
+                level = config.heading_level(unit_text) or 1
+                while stack[-1].level >= level:
+                    stack.pop()
+                section = Section(title=_title(unit_text), level=level, path=(*stack[-1].path, _title(unit_text)))
+                stack[-1].children.append(section)
+                stack.append(section)
+                kind = "heading"
+            elif any(regex.search(unit_text) for regex in config.furniture_regexes):
+                kind = "furniture"
+            unit = Unit(
+                unit_id=f"{report_id}-{len(units):04d}",
+                report_id=report_id,
+                index=len(units),
+                start=start,
+                end=end,
+                text=unit_text,
+                kind=kind,
+                section_path=stack[-1].path,
+            )
+            if is_heading:
+                stack[-1].heading = unit
+            stack[-1].units.append(unit)
+            units.append(unit)
+        pos += len(line) + 1
+    return Report(report_id=report_id, source=source, normalized=normalized, units=units, root=root)
