@@ -1,0 +1,44 @@
+"""The labelled-unit files (``data/labeled/*.jsonl``): schema, loading, and the model input of a unit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from data.errors import ConfigError
+from data.segment import Unit
+
+REQUIRED_FIELDS = ("report_id", "unit_id", "section_path", "start", "end", "text", "label", "confidence", "note")
+CONFIDENCES = ("high", "medium", "low")
+
+
+def load_labeled(path: str | Path) -> list[dict[str, Any]]:
+    """Read a labelled JSONL file, checking every record has the schema's fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: labelled data file not found")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        missing = [key for key in REQUIRED_FIELDS if key not in record]
+        if missing:
+            raise ConfigError(f"{path}:{number}: record lacks field '{missing[0]}'")
+        records.append(record)
+    return records
+
+
+def heading_context(section_path: list[str] | tuple[str, ...], is_heading: bool) -> str:
+    """The nearest heading above a unit (a heading's own title is the last path element, so skip it)."""
+    path = list(section_path)[:-1] if is_heading else list(section_path)
+    return path[-1] if path else ""
+
+
+def unit_context(unit: Unit) -> str:
+    return heading_context(unit.section_path, unit.kind == "heading")
+
+
+def record_context(record: dict[str, Any]) -> str:
+    return heading_context(record["section_path"], record.get("kind") == "heading")
