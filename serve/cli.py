@@ -14,6 +14,10 @@ from data.load import load_report
 from data.reading_config import load_reading_config
 from serve.tables import OutputFormat, write_rows
 
+ConfigArgument = Annotated[Path | None, typer.Argument(help="Classifier config (default: configs/classifier.yaml)")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3")]
+ModelOption = Annotated[Path | None, typer.Option("--model", "-m", help="Model folder (default: the trained default)")]
+
 app = typer.Typer(
     help="Classify and summarise Chinese S&T government reports along the innovation chain.",
     no_args_is_help=True,
@@ -64,6 +68,103 @@ def segment(
         write_rows(rows, ["unit_id", "kind", "section_path", "text"], fmt, title=str(path))
     if failed:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def train(
+    config: ConfigArgument = None,
+    overrides: SetOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Model folder (default: output_dir)")] = None,
+) -> None:
+    """Fine-tune the stage classifier on the labelled seeds and write a model folder.
+
+    Example: `chainstage train configs/classifier.yaml --set train.epochs=3 -o runs/try`
+    """
+    from data.labeled_units import load_labeled
+    from data.labels import load_labels
+    from models.classifier_config import load_classifier_config
+    from training.model_folder import train_and_save
+
+    cfg = load_classifier_config(config, overrides)
+    folder = train_and_save(cfg, load_labels(), load_labeled(cfg.data.labeled), output or Path(cfg.output_dir))
+    Console().print(f"model folder: {folder}")
+
+
+@app.command()
+def evaluate(
+    config: ConfigArgument = None,
+    overrides: SetOption = None,
+    devset: Annotated[Path | None, typer.Option(help="Also train on all seeds and test on this labelled JSONL")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.json and results.md")] = Path(
+        "runs/evaluate"),
+) -> None:
+    """Leave-one-report-out evaluation of the fine-tuned model and three baselines on the same folds.
+
+    Example: `chainstage evaluate --devset data/labeled/devset.jsonl -o runs/evaluate`
+    """
+    import json
+
+    from data.labeled_units import load_labeled
+    from data.labels import load_labels
+    from models.classifier_config import load_classifier_config
+    from training.crossval import cross_validate, results_markdown
+
+    cfg = load_classifier_config(config, overrides)
+    labels = load_labels()
+    results = cross_validate(load_labeled(cfg.data.labeled), cfg, labels,
+                             devset=load_labeled(devset) if devset else None)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    table = results_markdown(results, labels)
+    (output / "results.md").write_text(table, encoding="utf-8")
+    print(table)
+
+
+@app.command()
+def classify(
+    files: Annotated[list[Path], typer.Argument(help="Report files: .txt .md .docx .pdf .html")],
+    model: ModelOption = None,
+    fmt: FormatOption = "table",
+    min_confidence: Annotated[float | None, typer.Option(help="Flag units below this calibrated probability")] = None,
+    profile: Annotated[bool, typer.Option(help="Print each report's stage profile after its units")] = True,
+) -> None:
+    """Label every unit with its innovation-chain stage and calibrated probability.
+
+    Example: `chainstage classify seeds/003_1e2a77e6e55b6189.txt --format csv > units.csv`
+    """
+    from models.predictor import Predictor
+    from models.stage_profile import stage_profile
+
+    predictor = Predictor.load(model)
+    failed = 0
+    for path in files:
+        try:
+            classified = predictor.classify(path)
+        except ChainstageError as err:
+            _error(err)
+            failed += 1
+            continue
+        if min_confidence is not None:
+            classified.min_confidence = min_confidence
+        write_rows(classified.rows(), ["unit_id", "section_path", "label", "probability", "uncertain", "text"], fmt,
+                   title=str(path))
+        if profile and fmt == "table":
+            _print_profile(stage_profile(classified, predictor.config.predict.evidence_per_stage))
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _print_profile(profile: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"stage profile of {profile['report_id']} ({profile['units']} body units)")
+    table.add_column("stage")
+    table.add_column("share", justify="right")
+    table.add_column("most confident evidence", overflow="fold")
+    for name, share in profile["overall"].items():
+        evidence = "\n".join(f"{e['probability']:.2f} {e['text']}" for e in profile["evidence"][name])
+        table.add_row(name, f"{share:.1%}", evidence)
+    Console().print(table)
 
 
 def _error(err: BaseException) -> None:

@@ -1,0 +1,145 @@
+"""The stage classifier network: a BERT encoder with either the standard pooler head or mean pooling.
+
+The pooler head is ``BertForSequenceClassification``, so a saved folder works with
+``transformers.pipeline("text-classification")`` unchanged. The mean-pooling head is how e5 was trained;
+it needs this module to load, which is why the config records which head a folder holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    BertPreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits divided by a calibration temperature."""
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mask-aware mean of token vectors: e5's sentence embedding."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+class MeanPoolingClassifier(BertPreTrainedModel):
+    """BERT + mean pooling + linear layer; on request returns the last layer as its only hidden state."""
+
+    config_class = BertConfig
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **_: object,
+    ) -> SequenceClassifierOutput:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        pooled = mean_pool(hidden.last_hidden_state, attention_mask)
+        logits = self.classifier(self.dropout(pooled))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        states = (hidden.last_hidden_state,) if output_hidden_states else None
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=states)
+
+
+def build_classifier(base: str, head: str, id2label: dict[int, str], dropout: float) -> nn.Module:
+    """A fresh classifier on top of a pretrained encoder folder (the head is newly initialised)."""
+    config = AutoConfig.from_pretrained(
+        base,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id={name: index for index, name in id2label.items()},
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    if head == "mean":
+        config.architectures = ["MeanPoolingClassifier"]
+        return MeanPoolingClassifier.from_pretrained(base, config=config)
+    return AutoModelForSequenceClassification.from_pretrained(base, config=config)
+
+
+def load_classifier(folder: str, head: str) -> nn.Module:
+    """Load a saved classifier folder, for inference, with the head class it was trained with."""
+    cls = MeanPoolingClassifier if head == "mean" else AutoModelForSequenceClassification
+    model = cls.from_pretrained(folder, dtype=torch.float32)
+    model.eval()
+    return model
+
+
+def freeze_word_embeddings(model: nn.Module) -> None:
+    """Word embeddings hold 82 % of e5's parameters: freezing them speeds training and curbs overfitting."""
+    model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
+
+
+def encode_inputs(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    contexts: Sequence[str] | None,
+    prefix: str,
+    max_length: int,
+) -> dict[str, list[list[int]]]:
+    """Tokenise units (with the e5 prefix) and, when given, their heading as the second text of a pair."""
+    first = [prefix + text for text in texts]
+    if contexts is None:
+        return tokenizer(first, truncation=True, max_length=max_length)
+    return tokenizer(first, [prefix + context for context in contexts], truncation="only_first",
+                     max_length=max_length)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Index batches of similar length: padding to the longest in a batch costs half the time unsorted."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size].tolist()
+
+
+@torch.inference_mode()
+def forward_logits(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: dict[str, list[list[int]]],
+    batch_size: int,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and mean-pooled last-layer embeddings for every encoded unit, in input order."""
+    from tqdm.auto import tqdm
+
+    ids = encoded["input_ids"]
+    logits = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    embeddings = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
+    batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
+    for batch in tqdm(batches, desc="classifying", unit="batch", disable=not progress):
+        features = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="pt")
+        output = model(**features, output_hidden_states=True)
+        logits[batch] = output.logits.float().numpy()
+        embeddings[batch] = mean_pool(output.hidden_states[-1], features["attention_mask"]).float().numpy()
+    return logits, embeddings
+
+
+def load_tokenizer(folder: str) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(folder)

@@ -1,0 +1,83 @@
+"""The typed form of ``configs/classifier.yaml``; every default lives in the YAML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from data.configuration import config_path, load_config
+from data.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataSection:
+    labeled: str
+    dev_fraction: float
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    base: str
+    head: Literal["pooler", "mean"]
+    max_length: int
+    prefix: str
+    context: Literal["none", "heading"]
+    freeze_embeddings: bool
+    dropout: float
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    seed: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    patience: int
+    class_weights: bool
+    group_by_length: bool
+    threads: int
+
+
+@dataclass(frozen=True)
+class CalibrationSection:
+    max_iter: int
+    ece_bins: int
+
+
+@dataclass(frozen=True)
+class PredictSection:
+    min_confidence: float
+    batch_size: int
+    evidence_per_stage: int
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    data: DataSection
+    model: ModelSection
+    train: TrainSection
+    calibration: CalibrationSection
+    predict: PredictSection
+    output_dir: str
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.data.dev_fraction < 0.5:
+            raise ConfigError(f"config key 'data.dev_fraction' must be in [0, 0.5), got {self.data.dev_fraction}")
+        if not 0 <= self.predict.min_confidence <= 1:
+            value = self.predict.min_confidence
+            raise ConfigError(f"config key 'predict.min_confidence' must be in [0, 1], got {value}")
+        for key, value in (("model.max_length", self.model.max_length), ("train.epochs", self.train.epochs),
+                           ("train.batch_size", self.train.batch_size)):
+            if value < 1:
+                raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+        if self.train.learning_rate <= 0:
+            raise ConfigError(f"config key 'train.learning_rate' must be > 0, got {self.train.learning_rate}")
+
+
+def load_classifier_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ClassifierConfig:
+    """Load a classifier config (by default the shipped one) with ``--set`` overrides."""
+    return load_config(ClassifierConfig, path or config_path("classifier"), overrides)

@@ -1,0 +1,125 @@
+"""One Predictor loads a model folder once and serves every caller: CLI, summarizer, batch scoring, Ray.
+
+It returns calibrated probabilities *and* the mean-pooled unit embeddings from the same forward pass, so the
+summarizer never loads a model again or re-encodes a unit the classifier has already seen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.configuration import load_config
+from data.errors import ModelError
+from data.labeled_units import heading_context, unit_context
+from data.load import load_report, report_from_text
+from data.reading_config import ReadingConfig, load_reading_config
+from data.segment import Report
+from models.base_encoder import chainstage_home
+from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
+from models.classifier_config import ClassifierConfig
+
+
+def default_model_dir() -> Path:
+    """Where `make run` trains the default classifier and where commands look when no --model is given."""
+    return chainstage_home() / "models" / "classifier-default"
+
+
+@dataclass
+class ClassifiedReport:
+    """A segmented report with a calibrated probability row and an embedding per unit."""
+
+    report: Report
+    probs: np.ndarray
+    embeddings: np.ndarray
+    label_names: list[str]
+    min_confidence: float
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per unit: section, label, calibrated probability, runner-up, uncertain flag."""
+        order = np.argsort(-self.probs, axis=1)
+        rows = []
+        for unit, probs, ranked in zip(self.report.units, self.probs, order, strict=True):
+            rows.append({
+                "report_id": unit.report_id,
+                "unit_id": unit.unit_id,
+                "kind": unit.kind,
+                "section_path": list(unit.section_path),
+                "start": unit.start,
+                "end": unit.end,
+                "text": unit.text,
+                "label": self.label_names[ranked[0]],
+                "probability": float(probs[ranked[0]]),
+                "second_label": self.label_names[ranked[1]],
+                "second_probability": float(probs[ranked[1]]),
+                "uncertain": bool(probs[ranked[0]] < self.min_confidence),
+            })
+        return rows
+
+
+class Predictor:
+    """Owns the tokenizer and the classifier of one model folder."""
+
+    def __init__(self, folder: str | Path, reading: ReadingConfig | None = None) -> None:
+        folder = Path(folder)
+        if not (folder / "config.json").is_file() or not (folder / "training_config.yaml").is_file():
+            raise ModelError(f"{folder}: not a chainstage model folder (no config.json / training_config.yaml); "
+                             "train one with `chainstage train` or pass --model")
+        self.folder = folder
+        self.config = load_config(ClassifierConfig, folder / "training_config.yaml")
+        self.temperature = float(json.loads((folder / "calibration.json").read_text())["temperature"])
+        torch.set_num_threads(self.config.train.threads)
+        try:
+            self.tokenizer = load_tokenizer(str(folder))
+            self.model = load_classifier(str(folder), self.config.model.head)
+        except (OSError, ValueError) as err:
+            raise ModelError(f"{folder}: cannot load the model ({err})") from err
+        self.label_names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        self.reading = reading or load_reading_config()
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> Predictor:
+        """Load a model folder (by default the one `make run` trains)."""
+        return cls(folder or default_model_dir())
+
+    def predict(self, texts: list[str], contexts: list[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities and embeddings for units given as text plus nearest heading."""
+        if not texts:
+            return np.zeros((0, len(self.label_names))), np.zeros((0, self.model.config.hidden_size))
+        encoded = encode_inputs(self.tokenizer, texts, contexts if self.config.model.context == "heading" else None,
+                                self.config.model.prefix, self.config.model.max_length)
+        logits, embeddings = forward_logits(self.model, self.tokenizer, encoded, self.config.predict.batch_size,
+                                            progress=progress)
+        return softmax(logits, self.temperature), embeddings
+
+    def classify_report(self, report: Report, progress: bool = False) -> ClassifiedReport:
+        probs, embeddings = self.predict([u.text for u in report.units], [unit_context(u) for u in report.units],
+                                         progress)
+        return ClassifiedReport(report, probs, embeddings, self.label_names, self.config.predict.min_confidence)
+
+    def classify(self, source: str | Path, progress: bool = False) -> ClassifiedReport:
+        """Classify a report file, or a report given as a string (anything that is not an existing path)."""
+        path = Path(source) if len(str(source)) < 4096 else None
+        if path is not None and path.exists():
+            report = load_report(path, self.reading)
+        else:
+            report = report_from_text(str(source), self.reading)
+        return self.classify_report(report, progress)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Map a batch of units (columns ``text``, ``section_path``, ``kind``) to labels: Ray's map_batches."""
+        texts = [str(text) for text in batch["text"]]
+        contexts = [heading_context(list(path), kind == "heading")
+                    for path, kind in zip(batch["section_path"], batch["kind"], strict=True)]
+        probs, _ = self.predict(texts, contexts)
+        top = probs.argmax(axis=1)
+        out = dict(batch)
+        out["label"] = np.array([self.label_names[i] for i in top])
+        out["probability"] = probs[np.arange(len(top)), top]
+        out["uncertain"] = out["probability"] < self.config.predict.min_confidence
+        return out

@@ -1,0 +1,140 @@
+"""Classifier: a tiny random BERT trains, saves, loads and classifies end to end; calibration; baselines; errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from data.errors import ConfigError, ModelError
+from data.labeled_units import load_labeled
+from data.labels import load_labels
+from models.classifier_config import load_classifier_config
+from models.predictor import Predictor
+from models.stage_profile import stage_profile
+from serve.cli import app
+from training.baselines import embedding_logreg, keyword_rules, tfidf_logreg
+from training.calibration import calibrate_temperature, nll
+from training.model_folder import train_and_save
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["train.epochs=2", "train.batch_size=16", "model.max_length=64", "train.patience=5"]
+
+
+@pytest.fixture(scope="module")
+def small_records() -> list[dict]:
+    """Units of the three short seed reports: enough for every label, small enough to train in seconds."""
+    records = load_labeled(ROOT / "data/labeled/seeds.jsonl")
+    return [r for r in records if r["report_id"][:3] in ("000", "001", "003")]
+
+
+def tiny_config(tiny_base: Path, *extra: str):
+    return load_classifier_config(overrides=[f"model.base={tiny_base}", *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_base, small_records, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    return train_and_save(tiny_config(tiny_base), load_labels(), small_records, folder, progress=False)
+
+
+def test_model_folder_describes_itself(trained):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "training_config.yaml", "calibration.json",
+                 "metrics.json", "confusion_matrix.png", "manifest.json", "README.md"):
+        assert (trained / name).is_file(), name
+    config = json.loads((trained / "config.json").read_text())
+    assert config["id2label"] == {str(i): name for i, name in enumerate(load_labels().names)}
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{64}", manifest["data_sha256"]) and manifest["packages"]["torch"]
+    card = (trained / "README.md").read_text()
+    assert re.search(r"pipeline_tag: text-classification", card)
+    assert all(name in card for name in load_labels().names)
+    assert re.search(r"macro-F1 \d\.\d{3}", card) and "$" not in card.split("---", 2)[2]
+
+
+def test_pipeline_loads_the_folder_unchanged(trained):
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=str(trained))
+    result = classify("query: 新增国家高新技术企业1200家。")[0]
+    assert result["label"] in load_labels().names and 0 <= result["score"] <= 1
+
+
+def test_predictor_classifies_a_seed_report(trained):
+    predictor = Predictor.load(trained)
+    classified = predictor.classify(ROOT / "seeds/003_1e2a77e6e55b6189.txt")
+    rows = classified.rows()
+    assert len(rows) == 78 and classified.embeddings.shape == (78, 32)
+    assert np.allclose(classified.probs.sum(axis=1), 1.0, atol=1e-5)
+    assert all(r["label"] in load_labels().names and r["label"] != r["second_label"] for r in rows)
+    assert all(r["uncertain"] == (r["probability"] < predictor.config.predict.min_confidence) for r in rows)
+    profile = stage_profile(classified, evidence_per_stage=2)
+    assert abs(sum(profile["overall"].values()) - 1) < 1e-9 and profile["sections"]
+    text = predictor.classify("一、基础研究。加强国家实验室建设。")
+    assert [u.kind for u in text.report.units] == ["heading", "body"]
+
+
+def test_predictor_call_maps_a_plain_batch(trained):
+    predictor = Predictor.load(trained)
+    batch = {"text": np.array(["引进高层次人才100名。", "建设国家实验室。"]),
+             "section_path": np.array([["一、人才"], ["二、平台"]], dtype=object), "kind": np.array(["body", "body"])}
+    out = predictor(batch)
+    assert out["label"].shape == (2,) and set(out) >= {"text", "label", "probability", "uncertain"}
+
+
+def test_mean_head_with_heading_context_trains_and_loads(tiny_base, small_records, tmp_path):
+    config = tiny_config(tiny_base, "model.head=mean", "model.context=heading", "train.epochs=1")
+    folder = train_and_save(config, load_labels(), small_records[:120], tmp_path / "mean", progress=False)
+    classified = Predictor.load(folder).classify(ROOT / "seeds/001_2040a8d96ddfc16d.txt")
+    assert len(classified.rows()) == 91
+
+
+def test_cli_classify_jsonl_and_bad_files(trained, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    result = CliRunner().invoke(app, ["classify", str(ROOT / "seeds/003_1e2a77e6e55b6189.txt"), str(empty),
+                                      "--model", str(trained), "--format", "jsonl", "--min-confidence", "0.9"])
+    assert result.exit_code == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 78 and all(r["uncertain"] == (r["probability"] < 0.9) for r in rows)
+
+
+def test_calibration_lowers_nll_on_an_overconfident_case():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=300)
+    logits = rng.normal(size=(300, 3))
+    logits[np.arange(300), labels] += 1.0
+    logits *= 6.0  # right more often than not, but far too sure
+    temperature = calibrate_temperature(logits, labels, max_iter=200)
+    assert temperature > 1.5
+    assert nll(logits, labels, temperature) < nll(logits, labels) - 0.2
+
+
+def test_baselines_run():
+    labels = load_labels()
+    predicted = keyword_rules(["加强基础研究和国家实验室建设。", "引进院士和青年科技人才。", "你好。"], labels)
+    assert [labels.names[i] for i in predicted] == ["科学发现", "人才支撑", "其他"]
+    texts = ["建设国家实验室", "培育高新技术企业", "引进青年人才", "设立科技金融基金"] * 3
+    y = np.array([0, 2, 3, 4] * 3)
+    assert (tfidf_logreg(texts, y, texts, seed=0) == y).mean() == 1.0
+    vectors = np.eye(5)[y] + 0.01
+    assert (embedding_logreg(vectors, y, vectors, seed=0) == y).all()
+
+
+def test_bad_model_path_config_key_and_set_value_name_themselves(tmp_path):
+    with pytest.raises(ModelError, match=str(tmp_path / "nothing")):
+        Predictor.load(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="train.epoch'"):
+        load_classifier_config(overrides=["train.epoch=3"])
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_classifier_config(overrides=["train.epochs=many"])
+    with pytest.raises(ConfigError, match="model.head"):
+        load_classifier_config(overrides=["model.head=cls"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_classifier_config(overrides=["epochs"])
+    result = CliRunner().invoke(app, ["train", "--set", "train.lr=1"])
+    assert result.exit_code != 0 and "train.lr" in str(result.exception)

@@ -1,0 +1,125 @@
+"""Write a self-describing model folder: weights, tokenizer, resolved config, calibration, metrics, card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from string import Template
+
+import numpy as np
+import yaml
+
+from data.configuration import to_dict
+from data.labels import LabelSet
+from models.classifier import softmax
+from models.classifier_config import ClassifierConfig
+from training.calibration import expected_calibration_error, nll
+from training.metrics import classification_metrics, plot_confusion_matrix
+from training.train import FittedClassifier
+
+PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "scikit-learn", "numpy")
+TEMPLATE = Path(__file__).with_name("model_card_template.md")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def data_hash(records: list[dict]) -> str:
+    """sha256 of the labelled units as trained on (ids, texts and labels), order-independent."""
+    lines = sorted(json.dumps([r["unit_id"], r["text"], r["label"]], ensure_ascii=False) for r in records)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def _dev_metrics(fitted: FittedClassifier, labels: LabelSet, bins: int) -> dict:
+    if len(fitted.dev_labels) == 0:
+        return {}
+    metrics = classification_metrics(fitted.dev_labels, fitted.dev_logits.argmax(1), labels.names)
+    metrics["ece_before"] = expected_calibration_error(softmax(fitted.dev_logits), fitted.dev_labels, bins)
+    metrics["ece_after"] = expected_calibration_error(softmax(fitted.dev_logits, fitted.temperature),
+                                                      fitted.dev_labels, bins)
+    metrics["nll_before"] = nll(fitted.dev_logits, fitted.dev_labels)
+    metrics["nll_after"] = nll(fitted.dev_logits, fitted.dev_labels, fitted.temperature)
+    return metrics
+
+
+def save_model_folder(fitted: FittedClassifier, config: ClassifierConfig, labels: LabelSet, records: list[dict],
+                      out_dir: Path) -> Path:
+    """Save everything a user or `Predictor.load` needs into one folder, written last-file-wins safe."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fitted.model.save_pretrained(out_dir)
+    fitted.tokenizer.save_pretrained(out_dir)
+    (out_dir / "training_config.yaml").write_text(
+        yaml.safe_dump(to_dict(config), allow_unicode=True, sort_keys=False), encoding="utf-8")
+    (out_dir / "calibration.json").write_text(json.dumps({"temperature": fitted.temperature}), encoding="utf-8")
+    metrics = _dev_metrics(fitted, labels, config.calibration.ece_bins)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
+    if metrics:
+        plot_confusion_matrix(metrics["confusion_matrix"], labels.names, [label.key for label in labels.labels],
+                              out_dir / "confusion_matrix.png", "dev units")
+    versions = package_versions()
+    manifest = {
+        "data_file": config.data.labeled,
+        "data_sha256": data_hash(records),
+        "reports": sorted({r["report_id"] for r in records}),
+        "train_units": fitted.train_size,
+        "dev_units": fitted.dev_size,
+        "git_commit": git_commit(),
+        "packages": versions,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (out_dir / "README.md").write_text(render_model_card(fitted, config, labels, records, metrics, versions,
+                                                         out_dir.name), encoding="utf-8")
+    return out_dir
+
+
+def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels: LabelSet, records: list[dict],
+                      metrics: dict, versions: dict[str, str], folder_name: str) -> str:
+    """Fill the model-card template (tested by a pattern match, as SetFit does)."""
+    label_table = "\n".join(f"| {i} | {label.name} | {label.definition} |" for i, label in enumerate(labels.labels))
+    if metrics:
+        rows = [f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+                for name, m in metrics["per_class"].items()]
+        dev = (f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
+               f"ECE {metrics['ece_before']:.3f} → {metrics['ece_after']:.3f} after temperature scaling\n\n"
+               "| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n" + "\n".join(rows))
+    else:
+        dev = "no dev units were held out (data.dev_fraction = 0)."
+    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        base_model=config.model.base, train_size=fitted.train_size, dev_size=fitted.dev_size,
+        report_count=len({r["report_id"] for r in records}), label_table=label_table, folder_name=folder_name,
+        prefix_repr=repr(config.model.prefix), context=config.model.context, head=config.model.head,
+        max_length=config.model.max_length, freeze_embeddings=config.model.freeze_embeddings,
+        learning_rate=config.train.learning_rate, batch_size=config.train.batch_size, epochs=config.train.epochs,
+        epochs_run=f"{fitted.epochs_run:.0f}", class_weights=config.train.class_weights,
+        patience=config.train.patience, seed=config.train.seed, temperature=f"{fitted.temperature:.3f}",
+        dev_metrics=dev, versions=", ".join(f"{k} {v}" for k, v in versions.items()),
+    )
+
+
+def train_and_save(config: ClassifierConfig, labels: LabelSet, records: list[dict], out_dir: Path,
+                   progress: bool = True) -> Path:
+    """Fit on all records and write the model folder (the `chainstage train` job)."""
+    from training.train import fit_classifier
+
+    np.random.seed(config.train.seed)
+    fitted = fit_classifier(records, config, labels, out_dir / ".trainer", progress=progress)
+    return save_model_folder(fitted, config, labels, records, out_dir)

@@ -1,0 +1,185 @@
+"""Fine-tune the stage classifier from a config with the Hugging Face Trainer, and write a model folder.
+
+The Trainer runs on accelerate, so the same config runs on CPU here and on one or several GPUs elsewhere
+(`accelerate launch -m serve.cli train ...`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sklearn.model_selection import train_test_split
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+from data.labeled_units import record_context
+from data.labels import LabelSet
+from models.base_encoder import ensure_base_encoder
+from models.classifier import build_classifier, encode_inputs, forward_logits, freeze_word_embeddings, load_tokenizer
+from models.classifier_config import ClassifierConfig
+from training.calibration import calibrate_temperature
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FittedClassifier:
+    """A trained model in memory, with its tokenizer, temperature and what it saw."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    temperature: float
+    dev_logits: np.ndarray
+    dev_labels: np.ndarray
+    train_size: int
+    dev_size: int
+    epochs_run: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_dev(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out a stratified share of units for early stopping and calibration."""
+    if fraction <= 0 or len(records) < 10:
+        return records, []
+    labels = [record["label"] for record in records]
+    try:
+        train, dev = train_test_split(records, test_size=fraction, random_state=seed, stratify=labels)
+    except ValueError:  # a class too rare to stratify: fall back to a plain random split
+        train, dev = train_test_split(records, test_size=fraction, random_state=seed)
+    return list(train), list(dev)
+
+
+def model_inputs(records: list[dict], tokenizer: Any, config: ClassifierConfig) -> dict[str, list[list[int]]]:
+    contexts = [record_context(r) for r in records] if config.model.context == "heading" else None
+    return encode_inputs(tokenizer, [r["text"] for r in records], contexts, config.model.prefix,
+                         config.model.max_length)
+
+
+class _WeightedTrainer(Trainer):
+    """Trainer with a class-weighted cross-entropy, for the imbalanced stages."""
+
+    def __init__(self, *args: Any, class_weights: torch.Tensor | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=self.class_weights)
+        return (loss, outputs) if return_outputs else loss
+
+
+class _KeepBest(TrainerCallback):
+    """Early stopping on dev macro-F1 that keeps the best weights in memory instead of on disk."""
+
+    def __init__(self, model: torch.nn.Module, patience: int) -> None:
+        self.model = model
+        self.patience = patience
+        self.best = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_epochs = 0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
+        score = (metrics or {}).get("eval_macro_f1", -1.0)
+        if score > self.best:
+            self.best, self.bad_epochs = score, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()
+                               if not k.endswith("word_embeddings.weight")}
+        else:
+            self.bad_epochs += 1
+            control.should_training_stop = self.bad_epochs >= self.patience
+
+    def restore(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state, strict=False)
+
+
+def _macro_f1(eval_pred) -> dict[str, float]:  # noqa: ANN001
+    from sklearn.metrics import f1_score
+
+    logits, labels = eval_pred
+    return {"macro_f1": float(f1_score(labels, np.argmax(logits, axis=1), average="macro", zero_division=0))}
+
+
+def class_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:
+    """Balanced weights n / (k * count); a class absent from training gets weight 0."""
+    counts = np.bincount(label_ids, minlength=num_labels).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_labels)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelSet, work_dir: Path,
+                   progress: bool = True) -> FittedClassifier:
+    """Fine-tune on labelled records; a stratified dev share drives early stopping and calibration."""
+    seed_everything(config.train.seed)
+    torch.set_num_threads(config.train.threads)
+    base = ensure_base_encoder(config.model.base)
+    tokenizer = load_tokenizer(base)
+    model = build_classifier(base, config.model.head, labels.id2label, config.model.dropout)
+    if config.model.freeze_embeddings:
+        freeze_word_embeddings(model)
+    train_records, dev_records = split_dev(records, config.data.dev_fraction, config.train.seed)
+
+    def dataset(part: list[dict]) -> Dataset:
+        encoded = model_inputs(part, tokenizer, config)
+        encoded["labels"] = [labels.label2id[r["label"]] for r in part]
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return Dataset.from_dict(dict(encoded))
+
+    train_set = dataset(train_records)
+    dev_set = dataset(dev_records) if dev_records else None
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        learning_rate=config.train.learning_rate,
+        weight_decay=config.train.weight_decay,
+        warmup_steps=config.train.warmup_ratio,  # a float in [0, 1) is a ratio of all steps (transformers 5)
+        num_train_epochs=config.train.epochs,
+        per_device_train_batch_size=config.train.batch_size,
+        per_device_eval_batch_size=config.train.eval_batch_size,
+        train_sampling_strategy="group_by_length" if config.train.group_by_length else "random",
+        eval_strategy="epoch" if dev_set is not None else "no",
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to=[],
+        seed=config.train.seed,
+        data_seed=config.train.seed,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    keep_best = _KeepBest(model, config.train.patience)
+    weights = class_weights(train_set["labels"], len(labels.names)) if config.train.class_weights else None
+    trainer = _WeightedTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_macro_f1,
+        callbacks=[keep_best] if dev_set is not None else [],
+        class_weights=weights,
+    )
+    trainer.train()
+    keep_best.restore()
+    model.eval()
+    temperature, dev_logits, dev_labels = 1.0, np.zeros((0, len(labels.names))), np.zeros(0, dtype=int)
+    if dev_records:
+        dev_logits, _ = forward_logits(model, tokenizer, model_inputs(dev_records, tokenizer, config),
+                                       config.predict.batch_size)
+        dev_labels = np.array([labels.label2id[r["label"]] for r in dev_records])
+        temperature = calibrate_temperature(dev_logits, dev_labels, config.calibration.max_iter)
+    return FittedClassifier(model, tokenizer, temperature, dev_logits, dev_labels, len(train_records),
+                            len(dev_records), float(trainer.state.epoch or 0))
