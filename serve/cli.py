@@ -75,6 +75,8 @@ def train(
     config: ConfigArgument = None,
     overrides: SetOption = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Model folder (default: output_dir)")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Train the default model that classify/summarize/score "
+                                          "use when no --model is given; does nothing if it already exists")] = False,
 ) -> None:
     """Fine-tune the stage classifier on the labelled seeds and write a model folder.
 
@@ -83,10 +85,15 @@ def train(
     from data.labeled_units import load_labeled
     from data.labels import load_labels
     from models.classifier_config import load_classifier_config
+    from models.predictor import default_model_dir
     from training.model_folder import train_and_save
 
     cfg = load_classifier_config(config, overrides)
-    folder = train_and_save(cfg, load_labels(), load_labeled(cfg.data.labeled), output or Path(cfg.output_dir))
+    folder = default_model_dir() if default else output or Path(cfg.output_dir)
+    if default and (folder / "training_config.yaml").is_file():
+        Console().print(f"default model already trained: {folder}")
+        return
+    folder = train_and_save(cfg, load_labels(), load_labeled(cfg.data.labeled), folder)
     Console().print(f"model folder: {folder}")
 
 
@@ -127,6 +134,8 @@ def classify(
     fmt: FormatOption = "table",
     min_confidence: Annotated[float | None, typer.Option(help="Flag units below this calibrated probability")] = None,
     profile: Annotated[bool, typer.Option(help="Print each report's stage profile after its units")] = True,
+    backend: Annotated[str | None, typer.Option("--backend", help="torch or onnx (default: the fastest backend that "
+                                                "passed the export's parity check)")] = None,
 ) -> None:
     """Label every unit with its innovation-chain stage and calibrated probability.
 
@@ -135,7 +144,7 @@ def classify(
     from models.predictor import Predictor
     from models.stage_profile import stage_profile
 
-    predictor = Predictor.load(model)
+    predictor = Predictor.load(model, backend=backend)
     failed = 0
     for path in files:
         try:
@@ -165,6 +174,19 @@ def _print_profile(profile: dict) -> None:
         evidence = "\n".join(f"{e['probability']:.2f} {e['text']}" for e in profile["evidence"][name])
         table.add_row(name, f"{share:.1%}", evidence)
     Console().print(table)
+
+
+# Commands that live in their own modules register here, one line each.
+from serve.analyst_cli import profile_command, report_command  # noqa: E402, I001
+app.command("profile")(profile_command)
+app.command("report")(report_command)
+from serve.summarize_cli import evaluate_summary_command, summarize_command  # noqa: E402, I001
+app.command("summarize")(summarize_command)
+app.command("evaluate-summary")(evaluate_summary_command)
+from serve.score import score_command  # noqa: E402, I001
+app.command("score")(score_command)
+from serve.export_cli import export_command  # noqa: E402, I001
+app.command("export")(export_command)
 
 
 def _error(err: BaseException) -> None:

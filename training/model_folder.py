@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from string import Template
 
-import numpy as np
 import yaml
 
 from data.configuration import to_dict
@@ -117,9 +118,19 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
 
 def train_and_save(config: ClassifierConfig, labels: LabelSet, records: list[dict], out_dir: Path,
                    progress: bool = True) -> Path:
-    """Fit on all records and write the model folder (the `chainstage train` job)."""
+    """Fit on all records and write the model folder (the `chainstage train` job).
+
+    The folder is written beside its target and renamed into place, so a killed run never leaves a
+    half-written folder that later commands would take for a model.
+    """
     from training.train import fit_classifier
 
-    np.random.seed(config.train.seed)
-    fitted = fit_classifier(records, config, labels, out_dir / ".trainer", progress=progress)
-    return save_model_folder(fitted, config, labels, records, out_dir)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as work:
+        fitted = fit_classifier(records, config, labels, Path(work) / "trainer", progress=progress)
+        staged = save_model_folder(fitted, config, labels, records, Path(work) / out_dir.name)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staged.rename(out_dir)
+    return out_dir

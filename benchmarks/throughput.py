@@ -1,0 +1,181 @@
+"""CPU throughput of one classifier on four backends, at batch sizes 1 and 32, in one run.
+
+    .venv/bin/python benchmarks/throughput.py [MODEL_DIR] [--units N]
+
+Backends: PyTorch fp32 (the folder as trained), the trimmed-vocabulary PyTorch model, and ONNX fp32 and dynamic
+int8 exported from the trimmed model. Each (backend, batch size) runs in its own process so that peak memory and
+load time are its own. Every backend classifies the same labelled seed units (configs/export.yaml parity.units)
+through the same code path the Predictor uses (tokenise, length-sorted batches, forward, mean pooling); labels are
+compared with PyTorch fp32 so that the fastest backend *that passes parity* can be named. Prints figures, asserts
+nothing. The trimmed copy and the exports are written to a scratch folder, never into MODEL_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BACKENDS = ("pytorch fp32", "pytorch trimmed", "onnx fp32", "onnx int8")
+
+
+def _units(config_units: Path, limit: int | None) -> list[dict]:
+    from data.labeled_units import load_labeled
+
+    records = load_labeled(config_units)
+    return records[:limit] if limit else records
+
+
+def worker(backend: str, folder: Path, batch_size: int, limit: int | None, out: Path) -> None:
+    """Load one backend, classify every unit, and write speed, memory, load time and logits to ``out``."""
+    from data.configuration import load_config
+    from data.labeled_units import record_context
+    from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer
+    from models.classifier_config import ClassifierConfig
+    from models.export_config import load_export_config
+    from models.onnx_backend import ONNX_FILES, OnnxClassifier, onnx_forward_logits
+
+    export = load_export_config()
+    config = load_config(ClassifierConfig, folder / "training_config.yaml")
+    records = _units(export.parity.units_path(), limit)
+    import torch
+
+    torch.set_num_threads(config.train.threads)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(str(folder))
+    if backend.startswith("onnx"):
+        model = OnnxClassifier(folder / ONNX_FILES[backend.split()[1]], export.onnx)
+        run = onnx_forward_logits
+    else:
+        model = load_classifier(str(folder), config.model.head)
+        run = forward_logits
+    load_seconds = time.perf_counter() - started
+
+    def classify(chosen: list[dict]) -> np.ndarray:
+        contexts = [record_context(r) for r in chosen] if config.model.context == "heading" else None
+        encoded = encode_inputs(tokenizer, [r["text"] for r in chosen], contexts, config.model.prefix,
+                                config.model.max_length)
+        return run(model, tokenizer, encoded, batch_size)[0]
+
+    classify(records[:batch_size])  # warm-up: first-call allocations are not throughput
+    started = time.perf_counter()
+    logits = classify(records)
+    seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    np.save(out.with_suffix(".npy"), logits)
+    out.write_text(json.dumps({"units": len(records), "seconds": seconds, "units_per_second": len(records) / seconds,
+                               "load_seconds": load_seconds, "peak_mib": peak_mib}))
+
+
+def _disk_mb(folder: Path, backend: str) -> float:
+    from models.onnx_backend import ONNX_FILES
+
+    weights = folder / (ONNX_FILES[backend.split()[1]] if backend.startswith("onnx") else "model.safetensors")
+    return (weights.stat().st_size + (folder / "tokenizer.json").stat().st_size) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", nargs="?", type=Path, help="classifier folder (default: the default model)")
+    parser.add_argument("--units", type=int, default=None, help="classify only the first N units (default: all)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.model_dir, args.batch, args.units, args.out)
+        return
+
+    from models.classifier import softmax
+    from models.export_config import load_export_config
+    from models.onnx_backend import export_onnx
+    from models.predictor import default_model_dir
+    from models.vocab_trim import TRIM_RECORD, trim_model_folder
+
+    model_dir = (args.model_dir or default_model_dir()).resolve()
+    if not (model_dir / "training_config.yaml").is_file():
+        sys.exit(f"{model_dir}: no trained model; run `chainstage train --default` or pass a model folder")
+    export = load_export_config()
+    temperature = json.loads((model_dir / "calibration.json").read_text())["temperature"]
+    with tempfile.TemporaryDirectory(prefix="chainstage-throughput-") as scratch:
+        scratch = Path(scratch)
+        trimmed = scratch / "trimmed"
+        if (model_dir / TRIM_RECORD).is_file():
+            print(f"{model_dir} is already trimmed: its PyTorch fp32 row is the trimmed model")
+            trimmed = model_dir
+        elif json.loads((model_dir / "tokenizer.json").read_text())["model"]["type"] != "Unigram":
+            print(f"{model_dir}: not a SentencePiece-Unigram tokenizer; the trimmed rows are the untrimmed model")
+            trimmed = model_dir
+        else:
+            record = trim_model_folder(model_dir, trimmed, export.trim.ranges)
+            parity = record["tokenization_parity"]
+            print(f"vocabulary trim: {record['pieces_before']:,} -> {record['pieces_after']:,} pieces; model folder "
+                  f"{record['bytes_before'] / 1e6:.0f} MB -> {record['bytes_after'] / 1e6:.0f} MB on disk; "
+                  "tokenization identical on " + ", ".join(f"{c['identical']:,}/{c['texts']:,} {name}"
+                                                          for name, c in parity["corpora"].items()))
+        onnx_dir = scratch / "onnx"
+        onnx_dir.mkdir()
+        for path in trimmed.iterdir():  # export into a copy of links: MODEL_DIR itself is never written to
+            if path.is_file() and not path.name.endswith((".onnx", "onnx_parity.json")):
+                (onnx_dir / path.name).symlink_to(path)
+        started = time.perf_counter()
+        parity = export_onnx(onnx_dir, export, int8=True, progress=False)
+        print(f"ONNX export + int8 + parity check: {time.perf_counter() - started:.0f} s; fused operators "
+              f"{parity['fused_operators']}")
+        folders = {"pytorch fp32": model_dir, "pytorch trimmed": trimmed, "onnx fp32": onnx_dir, "onnx int8": onnx_dir}
+
+        results = {}
+        for batch in args.batch_sizes:
+            for backend in BACKENDS:
+                out = scratch / f"{backend.replace(' ', '-')}-{batch}.json"
+                command = [sys.executable, __file__, str(folders[backend]), "--worker", backend, "--batch", str(batch),
+                           "--out", str(out)] + (["--units", str(args.units)] if args.units else [])
+                subprocess.run(command, check=True, cwd=ROOT)
+                results[backend, batch] = json.loads(out.read_text()) | {
+                    "probs": softmax(np.load(out.with_suffix(".npy")), temperature),
+                    "disk_mb": _disk_mb(folders[backend], backend)}
+                print(f"  measured {backend} at batch {batch}: {results[backend, batch]['units_per_second']:.1f} "
+                      "units/s", flush=True)
+
+    units = results[BACKENDS[0], args.batch_sizes[0]]["units"]
+    print(f"\n{units} labelled seed units, 2 threads; label agreement and largest probability difference are "
+          "against PyTorch fp32 at the same batch size\n")
+    header = ("| backend | batch | units/s | × PyTorch fp32 | peak memory MiB | load s | size on disk MB | "
+              "label agreement | max prob. diff |")
+    print(header)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    min_agreement = export.parity.min_label_agreement
+    best: tuple[float, str] | None = None
+    for batch in args.batch_sizes:
+        reference = results[BACKENDS[0], batch]
+        for backend in BACKENDS:
+            row = results[backend, batch]
+            ratio = row["units_per_second"] / reference["units_per_second"]
+            agreement = float((row["probs"].argmax(1) == reference["probs"].argmax(1)).mean())
+            diff = float(np.abs(row["probs"] - reference["probs"]).max())
+            print(f"| {backend} | {batch} | {row['units_per_second']:.1f} | {ratio:.2f}× | {row['peak_mib']:.0f} | "
+                  f"{row['load_seconds']:.1f} | {row['disk_mb']:.0f} | {agreement:.4f} | {diff:.4f} |")
+            if batch == max(args.batch_sizes) and agreement >= min_agreement and (best is None or ratio > best[0]):
+                best = (ratio, backend)
+    if best is not None:
+        print(f"\nfastest backend passing parity (label agreement >= {min_agreement}) at batch "
+              f"{max(args.batch_sizes)}: {best[1]}, {best[0]:.2f}× PyTorch fp32")
+    for name, variant in parity["variants"].items():
+        print(f"parity record, onnx {name} vs its own PyTorch model on {parity['units']} units: label agreement "
+              f"{variant['label_agreement']:.4f}, largest probability difference "
+              f"{variant['max_probability_difference']:.4f}, macro-F1 drop {variant['macro_f1_drop']:+.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""ONNX Runtime backend: export a classifier folder, fuse and int8-quantise it, prove parity, and serve it on CPU.
+
+The export sits inside the model folder next to the PyTorch weights (``model.onnx``, ``model_int8.onnx``) with
+``onnx_parity.json``, the record of how every variant compares with PyTorch on every labelled seed unit. The graph
+returns the logits *and* the mean-pooled last layer, so it serves the Predictor exactly as
+:func:`models.classifier.forward_logits` does. onnxruntime is an optional dependency (the ``onnx`` extra): it is
+imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedTokenizerBase
+
+from data.configuration import load_config
+from data.errors import ModelError
+from data.labeled_units import load_labeled, record_context
+from models.classifier import (
+    MeanPoolingClassifier,
+    encode_inputs,
+    forward_logits,
+    length_sorted_batches,
+    load_classifier,
+    load_tokenizer,
+    mean_pool,
+    softmax,
+)
+from models.classifier_config import ClassifierConfig
+from models.export_config import ExportConfig, OnnxSection
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
+PARITY_RECORD = "onnx_parity.json"
+BACKENDS = ("torch", "onnx")
+GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class _LogitsAndEmbeddings(nn.Module):
+    """The classifier with the mean pooling of its last layer inside the graph: one run gives both outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            output_hidden_states=True)
+        return output.logits, mean_pool(output.hidden_states[-1], attention_mask)
+
+
+def session_options(config: OnnxSection) -> Any:
+    """Threads for a 2-core machine: one op at a time (inter-op 1) on ``threads`` cores, spinning as configured."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = config.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # spinning threads burn the other process's CPU time while waiting; off by default on shared machines
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
+    options.log_severity_level = 3
+    return options
+
+
+class OnnxClassifier:
+    """One ONNX Runtime session over an exported file, with the transformers config of its folder."""
+
+    def __init__(self, path: str | Path, settings: OnnxSection) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: ONNX file not found; run `chainstage export {path.parent} --onnx`")
+        self.path = path
+        self.config: PretrainedConfig = AutoConfig.from_pretrained(path.parent)
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(settings),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types, all plain Exceptions
+            raise ModelError(f"{path}: ONNX Runtime cannot load it ({str(err).splitlines()[0]})") from err
+        self.input_names = [node.name for node in self.session.get_inputs()]
+
+    def run(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and mean-pooled embeddings of one padded batch."""
+        feed = {name: features[name].astype(np.int64) for name in self.input_names}
+        logits, embeddings = self.session.run(["logits", "embeddings"], feed)
+        return logits, embeddings
+
+
+def onnx_forward_logits(model: OnnxClassifier, tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list[list[int]]],
+                        batch_size: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and embeddings for every encoded unit, in input order: the ONNX twin of ``forward_logits``."""
+    from tqdm.auto import tqdm
+
+    ids = encoded["input_ids"]
+    logits = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    embeddings = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
+    batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
+    for batch in tqdm(batches, desc="classifying (onnx)", unit="batch", disable=not progress):
+        features = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="np")
+        logits[batch], embeddings[batch] = model.run(features)
+    return logits, embeddings
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Choosing a backend
+
+
+def read_parity(folder: Path) -> dict[str, Any] | None:
+    """The parity record of a folder's export, or None when it has none."""
+    path = Path(folder) / PARITY_RECORD
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as err:
+        raise ModelError(f"{path}: not valid JSON ({err}); run `chainstage export` again") from err
+
+
+def choose_backend(folder: Path, requested: str | None, record: dict[str, Any] | None = None
+                   ) -> tuple[str, Path | None]:
+    """``("torch", None)`` or ``("onnx", file)``: the requested backend, or by default the fastest that passed parity.
+
+    Speeds come from the export's parity record (``record``, by default read from the folder), measured on the same
+    units for every backend; an explicit ``onnx`` takes the fastest ONNX variant that passed.
+    """
+    if requested not in (None, *BACKENDS):
+        raise ModelError(f"unknown backend '{requested}' (choose one of {', '.join(BACKENDS)})")
+    if requested == "torch":
+        return "torch", None
+    record = record if record is not None else read_parity(folder)
+    passing = [variant for variant in (record or {"variants": {}})["variants"].values()
+               if variant["passed"] and (folder / variant["file"]).is_file()]
+    fastest = max(passing, key=lambda variant: variant["units_per_second"], default=None)
+    if fastest is None:
+        if requested == "onnx":
+            raise ModelError(f"{folder}: no ONNX export that passed parity; run `chainstage export {folder} --onnx "
+                             "--int8` or use --backend torch")
+        return "torch", None
+    if requested is None and fastest["units_per_second"] <= record["torch"]["units_per_second"]:
+        return "torch", None
+    return "onnx", folder / fastest["file"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export
+
+
+def _eager_model(folder: Path, head: str) -> nn.Module:
+    """The classifier with eager attention: ORT's attention fusion recognises that graph, not the SDPA one."""
+    cls = MeanPoolingClassifier if head == "mean" else AutoModelForSequenceClassification
+    return cls.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+def _torch_export(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path, opset: int) -> list[str]:
+    """TorchScript export with dynamic batch and sequence axes; returns the graph's input names."""
+    sample = tokenizer(["query: 加强基础研究。", "query: 推动科技成果转化和产业化，培育高新技术企业。"], padding=True,
+                       return_tensors="pt")
+    names = [name for name in GRAPH_INPUTS if name in sample]
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"},
+                                                                       "embeddings": {0: "batch"}}
+    with warnings.catch_warnings():
+        # the legacy exporter is deprecated in favour of torch.export, whose graph ORT's BERT fusions do not match;
+        # tracer warnings concern Python-side shape checks that hold for every padded batch
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_LogitsAndEmbeddings(model), tuple(sample[name] for name in names), str(path),
+                          input_names=names, output_names=["logits", "embeddings"], dynamic_axes=dynamic,
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+    return names
+
+
+def _optimize(raw: Path, out: Path, config: PretrainedConfig) -> dict[str, int]:
+    """Fuse attention, embedding + LayerNorm, bias + GELU and skip + LayerNorm; returns the fused-op counts."""
+    from onnxruntime.transformers import optimizer
+
+    optimized = optimizer.optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
+                                         hidden_size=config.hidden_size)
+    optimized.save_model_to_file(str(out))
+    return {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
+
+
+def _quantize(fp32: Path, out: Path, config: OnnxSection) -> None:
+    """Dynamic int8: weights quantised once, activations per batch at run time (no calibration data needed)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+    quantize_dynamic(fp32, out, weight_type=QuantType.QInt8, per_channel=config.int8_per_channel,
+                     reduce_range=config.int8_reduce_range,
+                     op_types_to_quantize=[op for op in IntegerOpsRegistry if op not in config.int8_exclude],
+                     # the fused contrib ops defeat ONNX shape inference; their outputs are float32
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def export_onnx(folder: str | Path, config: ExportConfig, int8: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Export a classifier folder to ONNX (and int8), check parity on every labelled unit, write the record."""
+    folder = Path(folder)
+    classifier = _classifier_config(folder)
+    tokenizer = load_tokenizer(str(folder))
+    (folder / PARITY_RECORD).unlink(missing_ok=True)  # a half-finished export must never be trusted
+    for name in ONNX_FILES.values():
+        (folder / name).unlink(missing_ok=True)
+
+    started = time.monotonic()
+    model = _eager_model(folder, classifier.model.head)
+    raw = folder / ".model.raw.onnx"
+    try:
+        logger.info("exporting %s to ONNX (opset %d)", folder, config.onnx.opset)
+        inputs = _torch_export(model, tokenizer, raw, config.onnx.opset)
+        fused = _optimize(raw, folder / ONNX_FILES["fp32"], model.config) if config.onnx.optimize else {}
+        if not config.onnx.optimize:
+            raw.rename(folder / ONNX_FILES["fp32"])
+    finally:
+        raw.unlink(missing_ok=True)
+    del model
+    if int8:
+        logger.info("quantising to int8")
+        _quantize(folder / ONNX_FILES["fp32"], folder / ONNX_FILES["int8"], config.onnx)
+    export_seconds = time.monotonic() - started
+
+    variants = ["fp32", "int8"] if int8 else ["fp32"]
+    record = check_parity(folder, variants, config, progress=progress)
+    record |= {
+        "inputs": inputs,
+        "fused_operators": fused,
+        "export_seconds": round(export_seconds, 1),
+        "settings": {"opset": config.onnx.opset, "optimize": config.onnx.optimize,
+                     "int8_per_channel": config.onnx.int8_per_channel,
+                     "int8_reduce_range": config.onnx.int8_reduce_range, "int8_exclude": config.onnx.int8_exclude},
+        "exported_with": {name: _version(name) for name in ("torch", "transformers", "onnx", "onnxruntime")},
+    }
+    (folder / PARITY_RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+    return record
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _classifier_config(folder: Path) -> ClassifierConfig:
+    if not (folder / "training_config.yaml").is_file() or not (folder / "model.safetensors").is_file():
+        raise ModelError(f"{folder}: not a chainstage model folder (no training_config.yaml / model.safetensors)")
+    return load_config(ClassifierConfig, folder / "training_config.yaml")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parity
+
+
+def check_parity(folder: Path, variants: list[str], config: ExportConfig, progress: bool = True) -> dict[str, Any]:
+    """Run PyTorch and every ONNX variant on every labelled unit; compare labels, probabilities, macro-F1, speed."""
+    classifier = _classifier_config(folder)
+    records = load_labeled(config.parity.units_path())
+    tokenizer = load_tokenizer(str(folder))
+    contexts = [record_context(r) for r in records] if classifier.model.context == "heading" else None
+    encoded = encode_inputs(tokenizer, [r["text"] for r in records], contexts, classifier.model.prefix,
+                            classifier.model.max_length)
+    temperature = float(json.loads((folder / "calibration.json").read_text())["temperature"])
+    torch.set_num_threads(classifier.train.threads)
+
+    model = load_classifier(str(folder), classifier.model.head)
+    label2id = {name: index for index, name in model.config.id2label.items()}
+    unknown = sorted({r["label"] for r in records} - set(label2id))
+    if unknown:
+        raise ModelError(f"{config.parity.units_path()}: labels {unknown} are not labels of {folder}")
+    gold = np.array([label2id[r["label"]] for r in records])
+    label_ids = list(range(model.config.num_labels))
+
+    def macro_f1(predicted: np.ndarray) -> float:
+        return float(f1_score(gold, predicted, labels=label_ids, average="macro", zero_division=0))
+
+    started = time.monotonic()
+    logits, embeddings = forward_logits(model, tokenizer, encoded, config.parity.batch_size, progress=progress)
+    torch_speed = len(records) / (time.monotonic() - started)
+    del model
+    probs = softmax(logits, temperature)
+    reference = {"units_per_second": round(torch_speed, 1), "macro_f1": round(macro_f1(probs.argmax(1)), 4)}
+    record: dict[str, Any] = {"units": len(records), "units_file": config.parity.units,
+                              "thresholds": {"min_label_agreement": config.parity.min_label_agreement,
+                                             "max_macro_f1_drop": config.parity.max_macro_f1_drop},
+                              "torch": reference, "variants": {}}
+    for variant in variants:
+        session = OnnxClassifier(folder / ONNX_FILES[variant], config.onnx)
+        started = time.monotonic()
+        other_logits, other_embeddings = onnx_forward_logits(session, tokenizer, encoded, config.parity.batch_size,
+                                                             progress=progress)
+        speed = len(records) / (time.monotonic() - started)
+        other = softmax(other_logits, temperature)
+        agreement = float((other.argmax(1) == probs.argmax(1)).mean())
+        f1_drop = reference["macro_f1"] - macro_f1(other.argmax(1))
+        cosine = (other_embeddings * embeddings).sum(1) / (
+            np.linalg.norm(other_embeddings, axis=1) * np.linalg.norm(embeddings, axis=1)).clip(min=1e-12)
+        record["variants"][variant] = {
+            "file": ONNX_FILES[variant],
+            "bytes": (folder / ONNX_FILES[variant]).stat().st_size,
+            "label_agreement": round(agreement, 4),
+            "labels_changed": int((other.argmax(1) != probs.argmax(1)).sum()),
+            "max_probability_difference": round(float(np.abs(other - probs).max()), 4),
+            "min_embedding_cosine": round(float(cosine.min()), 4),
+            "macro_f1": round(reference["macro_f1"] - f1_drop, 4),
+            "macro_f1_drop": round(f1_drop, 4),
+            "units_per_second": round(speed, 1),
+            "passed": agreement >= config.parity.min_label_agreement and f1_drop <= config.parity.max_macro_f1_drop,
+        }
+        logger.info("%s: label agreement %.4f, largest probability difference %.4f, %.1f units/s", variant,
+                    agreement, record["variants"][variant]["max_probability_difference"], speed)
+    backend, path = choose_backend(folder, None, record)
+    record["default_backend"] = backend if path is None else f"{backend} ({path.name})"
+    return record
