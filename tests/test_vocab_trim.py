@@ -40,7 +40,7 @@ def _pieces() -> list[tuple[str, float]]:
                 counts[a + b] = counts.get(a + b, 0) + 1
     bigrams = sorted(counts, key=lambda piece: -counts[piece])[:400]
     ascii_pieces = ["▁query", "query", ":", "▁GDP", "▁AI", "ing", "▁5", "G"] + [chr(c) for c in range(0x21, 0x7F)]
-    pieces = ["▁"] + chars + bigrams + ["▁" + b for b in bigrams[:100]] + ascii_pieces + FOREIGN
+    pieces = ["▁", *FOREIGN] + chars + bigrams + ["▁" + b for b in bigrams[:100]] + ascii_pieces
     unique = list(dict.fromkeys(piece for piece in pieces if piece not in SPECIALS))
     scored = [(piece, -len(piece) * 0.5 - rng.uniform(3, 9)) for piece in unique]
     return [(token, 0.0) for token in SPECIALS] + scored + [(LOWEST, -40.0), ("<mask>", 0.0)]

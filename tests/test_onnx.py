@@ -1,0 +1,197 @@
+"""ONNX export, int8, parity on every seed unit, backend choice, CLI; a tiny BERT here, the real encoder when slow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from data.errors import ModelError
+from data.labeled_units import load_labeled
+from data.labels import load_labels
+from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
+from models.classifier_config import load_classifier_config
+from models.export_config import load_export_config
+from models.onnx_backend import (
+    ONNX_FILES,
+    PARITY_RECORD,
+    OnnxClassifier,
+    choose_backend,
+    export_onnx,
+    onnx_forward_logits,
+)
+from models.predictor import Predictor, default_model_dir
+from serve.cli import app
+from training.model_folder import train_and_save
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_UNITS = ROOT / "data/labeled/seeds.jsonl"
+FAST = ["train.epochs=2", "train.batch_size=16", "model.max_length=64", "train.patience=5"]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier trained on three seed reports, exported with `chainstage export --onnx --int8`."""
+    records = [r for r in load_labeled(SEED_UNITS) if r["report_id"][:3] in ("000", "001", "003")]
+    config = load_classifier_config(overrides=[f"model.base={tiny_base}", *FAST])
+    folder = train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("onnx") / "tiny", progress=False)
+    result = CliRunner().invoke(app, ["export", str(folder), "--onnx", "--int8"])
+    assert result.exit_code == 0, result.output
+    assert "parity on 1166 units" in result.output and "default backend now" in result.output
+    return folder
+
+
+def test_export_sits_beside_the_pytorch_weights(exported: Path) -> None:
+    for name in ("model.safetensors", ONNX_FILES["fp32"], ONNX_FILES["int8"], PARITY_RECORD):
+        assert (exported / name).is_file(), name
+    assert not list(exported.glob(".*onnx"))  # the raw, unfused export is not left behind
+    record = json.loads((exported / PARITY_RECORD).read_text())
+    assert record["fused_operators"]["Attention"] == 2  # both layers' attention fused into ORT's Attention op
+    assert record["fused_operators"]["EmbedLayerNormalization"] == 1
+    assert (exported / ONNX_FILES["int8"]).stat().st_size < (exported / ONNX_FILES["fp32"]).stat().st_size
+
+
+def test_parity_record_covers_every_seed_unit(exported: Path) -> None:
+    record = json.loads((exported / PARITY_RECORD).read_text())
+    assert record["units"] == len(load_labeled(SEED_UNITS)) == 1166
+    fp32 = record["variants"]["fp32"]
+    assert fp32["label_agreement"] >= 0.99 and fp32["passed"]
+    assert fp32["max_probability_difference"] < 1e-3 and fp32["min_embedding_cosine"] > 0.9999
+    for variant in record["variants"].values():
+        agreement_ok = variant["label_agreement"] >= record["thresholds"]["min_label_agreement"]
+        f1_ok = variant["macro_f1_drop"] <= record["thresholds"]["max_macro_f1_drop"]
+        assert variant["passed"] == (agreement_ok and f1_ok)
+        assert variant["labels_changed"] == round((1 - variant["label_agreement"]) * 1166)
+
+
+def test_parity_recomputed_on_every_seed_unit(exported: Path) -> None:
+    """Independently of the record: each ONNX file against the PyTorch model on all 1,166 units."""
+    records = load_labeled(SEED_UNITS)
+    tokenizer = load_tokenizer(str(exported))
+    encoded = encode_inputs(tokenizer, [r["text"] for r in records], None, "query: ", 64)
+    torch_logits, torch_vectors = forward_logits(load_classifier(str(exported), "pooler"), tokenizer, encoded, 32)
+    temperature = json.loads((exported / "calibration.json").read_text())["temperature"]
+    record = json.loads((exported / PARITY_RECORD).read_text())
+    for name, file in ONNX_FILES.items():
+        session = OnnxClassifier(exported / file, load_export_config().onnx)
+        logits, vectors = onnx_forward_logits(session, tokenizer, encoded, 32)
+        assert float((logits.argmax(1) == torch_logits.argmax(1)).mean()) >= 0.99, name
+        assert vectors.shape == torch_vectors.shape == (1166, 32)
+        largest = float(np.abs(softmax(logits, temperature) - softmax(torch_logits, temperature)).max())
+        assert largest == pytest.approx(record["variants"][name]["max_probability_difference"], abs=2e-4)
+
+
+def test_default_backend_is_the_recorded_choice(exported: Path) -> None:
+    record = json.loads((exported / PARITY_RECORD).read_text())
+    predictor = Predictor.load(exported)
+    expected = "torch" if record["default_backend"] == "torch" else "onnx"
+    assert predictor.backend == expected
+    assert Predictor.load(exported, backend="torch").backend == "torch"
+    assert Predictor.load(exported, backend="onnx").backend == "onnx"
+    classified = Predictor.load(exported, backend="onnx").classify(ROOT / "seeds/003_1e2a77e6e55b6189.txt")
+    assert len(classified.rows()) == 78 and np.allclose(classified.probs.sum(axis=1), 1.0, atol=1e-5)
+    batch = {"text": np.array(["引进高层次人才100名。", "建设国家实验室。"]),
+             "section_path": np.array([["一、人才"], ["二、平台"]], dtype=object), "kind": np.array(["body", "body"])}
+    assert Predictor.load(exported, backend="onnx")(batch)["label"].shape == (2,)
+
+
+def test_cli_classify_backends_agree(exported: Path) -> None:
+    rows = {}
+    for backend in ("torch", "onnx"):
+        result = CliRunner().invoke(app, ["classify", str(ROOT / "seeds/003_1e2a77e6e55b6189.txt"), "--model",
+                                          str(exported), "--format", "jsonl", "--backend", backend])
+        assert result.exit_code == 0, result.output
+        rows[backend] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(rows["torch"]) == len(rows["onnx"]) == 78
+    same = sum(a["label"] == b["label"] for a, b in zip(rows["torch"], rows["onnx"], strict=True))
+    assert same >= 0.99 * 78
+    bad = CliRunner().invoke(app, ["classify", str(ROOT / "seeds/003_1e2a77e6e55b6189.txt"), "--model",
+                                   str(exported), "--backend", "tensorrt"])
+    assert bad.exit_code == 1 and "unknown backend 'tensorrt'" in str(bad.exception or bad.output)
+
+
+def _fake_record(folder: Path, torch_speed: float, fp32: tuple[bool, float], int8: tuple[bool, float]) -> None:
+    variants = {}
+    for name, (passed, speed) in {"fp32": fp32, "int8": int8}.items():
+        (folder / ONNX_FILES[name]).write_bytes(b"onnx")
+        variants[name] = {"file": ONNX_FILES[name], "passed": passed, "units_per_second": speed}
+    record = {"torch": {"units_per_second": torch_speed}, "variants": variants}
+    (folder / PARITY_RECORD).write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(("torch_speed", "fp32", "int8", "default", "onnx"), [
+    (50.0, (True, 80.0), (True, 170.0), "model_int8.onnx", "model_int8.onnx"),  # fastest passing: int8
+    (50.0, (True, 80.0), (False, 170.0), "model.onnx", "model.onnx"),  # int8 failed parity: fp32
+    (90.0, (True, 80.0), (False, 170.0), None, "model.onnx"),  # torch faster than every passing export
+    (50.0, (False, 80.0), (False, 170.0), None, "error"),  # nothing passed: torch, and --backend onnx refuses
+])
+def test_choose_backend(tmp_path: Path, torch_speed: float, fp32: tuple, int8: tuple, default: str | None,
+                        onnx: str) -> None:
+    _fake_record(tmp_path, torch_speed, fp32, int8)
+    backend, path = choose_backend(tmp_path, None)
+    assert (backend, path) == (("torch", None) if default is None else ("onnx", tmp_path / default))
+    assert choose_backend(tmp_path, "torch") == ("torch", None)
+    if onnx == "error":
+        with pytest.raises(ModelError, match="no ONNX export that passed parity"):
+            choose_backend(tmp_path, "onnx")
+    else:
+        assert choose_backend(tmp_path, "onnx") == ("onnx", tmp_path / onnx)
+
+
+def test_no_export_means_torch(tmp_path: Path) -> None:
+    assert choose_backend(tmp_path, None) == ("torch", None)
+    with pytest.raises(ModelError, match="chainstage export"):
+        choose_backend(tmp_path, "onnx")
+    with pytest.raises(ModelError, match="unknown backend 'gpu'"):
+        choose_backend(tmp_path, "gpu")
+
+
+def test_a_deleted_export_is_not_chosen(tmp_path: Path) -> None:
+    _fake_record(tmp_path, 50.0, (True, 80.0), (True, 170.0))
+    (tmp_path / ONNX_FILES["int8"]).unlink()
+    assert choose_backend(tmp_path, None) == ("onnx", tmp_path / ONNX_FILES["fp32"])
+
+
+def test_corrupt_onnx_file_is_a_model_error(exported: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    (broken / ONNX_FILES["int8"]).write_bytes(b"not a protobuf")
+    (broken / ONNX_FILES["fp32"]).write_bytes(b"not a protobuf")
+    with pytest.raises(ModelError, match="ONNX Runtime cannot load it"):
+        Predictor.load(broken, backend="onnx")
+
+
+def test_export_errors(tmp_path: Path, exported: Path) -> None:
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["export", str(exported)])
+    assert nothing.exit_code == 1 and "pass --onnx" in str(nothing.exception)
+    not_a_model = runner.invoke(app, ["export", str(tmp_path), "--onnx"])
+    assert not_a_model.exit_code == 1 and "not a chainstage model folder" in str(not_a_model.exception)
+
+
+@pytest.mark.slow
+def test_real_encoder_parity_on_every_seed_unit(tmp_path: Path) -> None:
+    """The default model (linked, never written to) or a briefly trained real-encoder model: fp32 and int8 parity."""
+    source = default_model_dir()
+    folder = tmp_path / "model"
+    if (source / "training_config.yaml").is_file():
+        folder.mkdir()
+        for path in source.iterdir():
+            if path.is_file() and not path.name.endswith((".onnx", PARITY_RECORD)):
+                (folder / path.name).symlink_to(path)
+    else:
+        config = load_classifier_config(overrides=["train.epochs=1", "model.max_length=96"])
+        train_and_save(config, load_labels(), load_labeled(SEED_UNITS), folder, progress=False)
+    record = export_onnx(folder, load_export_config(), int8=True, progress=False)
+    assert record["units"] == 1166
+    assert record["fused_operators"]["Attention"] == 12
+    for name, variant in record["variants"].items():
+        assert variant["label_agreement"] >= 0.99, (name, variant)
+        assert variant["macro_f1_drop"] <= 0.01, (name, variant)
+        assert variant["passed"], (name, variant)
+    assert record["variants"]["fp32"]["max_probability_difference"] < 0.01
+    assert 0 <= record["variants"]["int8"]["max_probability_difference"] <= 1
