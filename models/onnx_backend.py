@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import warnings
 from importlib import metadata
@@ -194,14 +195,17 @@ def _optimize(raw: Path, out: Path, config: PretrainedConfig) -> dict[str, int]:
 
 
 def _quantize(fp32: Path, out: Path, config: OnnxSection) -> None:
-    """Dynamic int8: weights quantised once, activations per batch at run time (no calibration data needed)."""
+    """Dynamic int8: weights quantised once, activations per batch at run time; ``int8_exclude`` nodes stay fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.registry import IntegerOpsRegistry
 
+    patterns = [re.compile(pattern) for pattern in config.int8_exclude]
+    nodes = onnx.load(str(fp32), load_external_data=False).graph.node
+    keep = [node.name for node in nodes if any(p.search(node.name) or p.fullmatch(node.op_type) for p in patterns)]
     quantize_dynamic(fp32, out, weight_type=QuantType.QInt8, per_channel=config.int8_per_channel,
-                     reduce_range=config.int8_reduce_range,
-                     op_types_to_quantize=[op for op in IntegerOpsRegistry if op not in config.int8_exclude],
+                     reduce_range=config.int8_reduce_range, op_types_to_quantize=list(IntegerOpsRegistry),
+                     nodes_to_exclude=keep,
                      # the fused contrib ops defeat ONNX shape inference; their outputs are float32
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 

@@ -490,8 +490,11 @@ def shard_name(chunk: int, fmt: str) -> str:
 
 
 def _write_chunk(result: ChunkResult, out: Path, fmt: str) -> None:
-    _write_atomic([result.units], UNIT_SCHEMA, out / "units" / shard_name(result.chunk, fmt), fmt)
-    _write_atomic([result.reports], REPORT_SCHEMA, out / "reports" / shard_name(result.chunk, fmt), fmt)
+    """A chunk's two shards; an empty Parquet shard still carries the schema, an empty JSONL one is left out
+    (some readers, polars among them, refuse an empty JSON Lines file)."""
+    for table, schema, folder in ((result.units, UNIT_SCHEMA, "units"), (result.reports, REPORT_SCHEMA, "reports")):
+        if table.num_rows or fmt == "parquet":
+            _write_atomic([table], schema, out / folder / shard_name(result.chunk, fmt), fmt)
 
 
 _SHARD = re.compile(r"part-(\d+)\.(parquet|jsonl)")
