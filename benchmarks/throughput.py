@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -72,7 +71,9 @@ def worker(backend: str, folder: Path, batch_size: int, limit: int | None, out: 
     started = time.perf_counter()
     logits = classify(records)
     seconds = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    # VmHWM, not getrusage's ru_maxrss: the latter survives fork + exec and would report the parent's export peak
+    status = Path("/proc/self/status").read_text()
+    peak_mib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
     np.save(out.with_suffix(".npy"), logits)
     out.write_text(json.dumps({"units": len(records), "seconds": seconds, "units_per_second": len(records) / seconds,
                                "load_seconds": load_seconds, "peak_mib": peak_mib}))

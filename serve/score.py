@@ -28,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -327,10 +328,16 @@ class Manifest:
             self.run = int(self.get("runs") or 0) + 1
             self.set("runs", str(self.run))
 
-    def transaction(self) -> sqlite3.Connection:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
         """``with manifest.transaction():`` commits on success and rolls back on any exception."""
         self.conn.execute("BEGIN IMMEDIATE")
-        return _Transaction(self.conn)
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def get(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -440,17 +447,6 @@ class Manifest:
 
     def close(self) -> None:
         self.conn.close()
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.conn
-
-    def __exit__(self, kind: type | None, *_: object) -> None:
-        self.conn.execute("ROLLBACK" if kind else "COMMIT")
 
 
 # ---------------------------------------------------------------------------------------------------------------
