@@ -38,15 +38,15 @@ def _units(config_units: Path, limit: int | None) -> list[dict]:
 
 def worker(backend: str, folder: Path, batch_size: int, limit: int | None, out: Path) -> None:
     """Load one backend, classify every unit, and write speed, memory, load time and logits to ``out``."""
-    from data.configuration import load_config
+
     from data.labeled_units import record_context
     from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer
-    from models.classifier_config import ClassifierConfig
+    from models.classifier_config import load_saved_config
     from models.export_config import load_export_config
     from models.onnx_backend import ONNX_FILES, OnnxClassifier, onnx_forward_logits
 
     export = load_export_config()
-    config = load_config(ClassifierConfig, folder / "training_config.yaml")
+    config = load_saved_config(folder)
     records = _units(export.parity.units_path(), limit)
     import torch
 

@@ -99,9 +99,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    """Load ``path`` into the dataclass ``cls``, after applying ``--set`` overrides."""
-    path = Path(path)
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
@@ -110,6 +108,29 @@ def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = No
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: config must be a YAML mapping")
+    return raw
+
+
+def _merge(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` over ``defaults``, recursively: keys missing from ``values`` keep the default."""
+    merged = dict(defaults)
+    for key, value in values.items():
+        both_maps = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+        merged[key] = _merge(defaults[key], value) if both_maps else value
+    return merged
+
+
+def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None,
+                defaults: str | Path | None = None) -> T:
+    """Load ``path`` into the dataclass ``cls``, after applying ``--set`` overrides.
+
+    ``defaults`` fills keys that ``path`` lacks: a model folder saved before a key was added still loads, with
+    the key at the shipped value.
+    """
+    path = Path(path)
+    raw = _read_mapping(path)
+    if defaults is not None:
+        raw = _merge(_read_mapping(Path(defaults)), raw)
     try:
         return _build(cls, apply_overrides(raw, overrides or []))
     except ConfigError as err:

@@ -34,11 +34,14 @@ class TrainSection:
     weight_decay: float
     warmup_ratio: float
     epochs: int
+    min_steps: int
     batch_size: int
     eval_batch_size: int
     patience: int
     class_weights: bool
     group_by_length: bool
+    linear_probe: bool
+    probe_c: float
     threads: int
 
 
@@ -81,3 +84,8 @@ class ClassifierConfig:
 def load_classifier_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ClassifierConfig:
     """Load a classifier config (by default the shipped one) with ``--set`` overrides."""
     return load_config(ClassifierConfig, path or config_path("classifier"), overrides)
+
+
+def load_saved_config(folder: str | Path) -> ClassifierConfig:
+    """The config a model folder was trained with; keys added to the project since then take the shipped value."""
+    return load_config(ClassifierConfig, Path(folder) / "training_config.yaml", defaults=config_path("classifier"))

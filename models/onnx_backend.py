@@ -24,7 +24,6 @@ from sklearn.metrics import f1_score
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedTokenizerBase
 
-from data.configuration import load_config
 from data.errors import ModelError
 from data.labeled_units import load_labeled, record_context
 from models.classifier import (
@@ -37,7 +36,7 @@ from models.classifier import (
     mean_pool,
     softmax,
 )
-from models.classifier_config import ClassifierConfig
+from models.classifier_config import ClassifierConfig, load_saved_config
 from models.export_config import ExportConfig, OnnxSection
 
 logger = logging.getLogger(__name__)
@@ -261,7 +260,7 @@ def _version(package: str) -> str:
 def _classifier_config(folder: Path) -> ClassifierConfig:
     if not (folder / "training_config.yaml").is_file() or not (folder / "model.safetensors").is_file():
         raise ModelError(f"{folder}: not a chainstage model folder (no training_config.yaml / model.safetensors)")
-    return load_config(ClassifierConfig, folder / "training_config.yaml")
+    return load_saved_config(folder)
 
 
 # ----------------------------------------------------------------------------------------------------------------

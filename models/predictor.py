@@ -6,6 +6,7 @@ summarizer never loads a model again or re-encodes a unit the classifier has alr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.configuration import load_config
 from data.errors import ModelError
 from data.labeled_units import heading_context, unit_context
 from data.load import load_report, report_from_text
@@ -22,7 +22,7 @@ from data.reading_config import ReadingConfig, load_reading_config
 from data.segment import Report
 from models.base_encoder import chainstage_home
 from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
-from models.classifier_config import ClassifierConfig
+from models.classifier_config import load_saved_config
 from models.export_config import load_export_config
 from models.onnx_backend import OnnxClassifier, choose_backend, onnx_forward_logits
 
@@ -68,21 +68,25 @@ class Predictor:
     """Owns the tokenizer and the classifier of one model folder."""
 
     def __init__(self, folder: str | Path, reading: ReadingConfig | None = None, device: str = "cpu",
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, threads: int | None = None) -> None:
         folder = Path(folder)
         if not (folder / "config.json").is_file() or not (folder / "training_config.yaml").is_file():
             raise ModelError(f"{folder}: not a chainstage model folder (no config.json / training_config.yaml); "
                              "train one with `chainstage train` or pass --model")
         self.folder = folder
-        self.config = load_config(ClassifierConfig, folder / "training_config.yaml")
+        self.config = load_saved_config(folder)
         self.temperature = float(json.loads((folder / "calibration.json").read_text())["temperature"])
-        torch.set_num_threads(self.config.train.threads)
+        # a batch job's workers share the cores: `threads` caps each one (torch and ONNX Runtime alike)
+        threads = threads or self.config.train.threads
+        torch.set_num_threads(threads)
         # by default the fastest backend that passed the export's parity check (models/onnx_backend.py); GPUs: torch
         self.backend, onnx_file = choose_backend(folder, backend if backend or device == "cpu" else "torch")
         try:
             self.tokenizer = load_tokenizer(str(folder))
             if onnx_file is not None:
-                self.model = OnnxClassifier(onnx_file, load_export_config().onnx)
+                settings = load_export_config().onnx
+                self.model = OnnxClassifier(onnx_file, dataclasses.replace(settings, threads=min(settings.threads,
+                                                                                                  threads)))
             else:
                 self.model = load_classifier(str(folder), self.config.model.head).to(device)  # "cuda" on a GPU worker
         except (OSError, ValueError) as err:

@@ -104,6 +104,8 @@ def evaluate(
     devset: Annotated[Path | None, typer.Option(help="Also train on all seeds and test on this labelled JSONL")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.json and results.md")] = Path(
         "runs/evaluate"),
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also export each fold's model to ONNX fp32 and int8 and score "
+                                       "them on the held-out report (needs the onnx extra)")] = False,
 ) -> None:
     """Leave-one-report-out evaluation of the fine-tuned model and three baselines on the same folds.
 
@@ -119,7 +121,7 @@ def evaluate(
     cfg = load_classifier_config(config, overrides)
     labels = load_labels()
     results = cross_validate(load_labeled(cfg.data.labeled), cfg, labels,
-                             devset=load_labeled(devset) if devset else None)
+                             devset=load_labeled(devset) if devset else None, onnx=onnx)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     table = results_markdown(results, labels)

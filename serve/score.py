@@ -212,13 +212,13 @@ class ScorerSettings:
     threads: int
     summaries: bool
     device: str
+    backend: str
 
 
 class ChunkScorer:
     """Loads the Predictor (and the summarizer config) once per worker, then scores chunk after chunk."""
 
     def __init__(self, settings: ScorerSettings) -> None:
-        import torch
         import transformers
         from threadpoolctl import threadpool_limits
 
@@ -226,10 +226,10 @@ class ChunkScorer:
         from models.summarizer import AbstractiveBackend, load_summarizer_config
 
         transformers.utils.logging.disable_progress_bar()  # a "Loading weights" bar per worker would garble ours
-        self.predictor = Predictor(settings.model_dir, device=settings.device)
         # The same thread counts in every engine give the same sums in the same order, hence identical tables:
-        # torch's (set after the Predictor, which sets the training count) and numpy's BLAS (the summarizer's).
-        torch.set_num_threads(settings.threads)
+        # torch's or ONNX Runtime's (the Predictor sets them) and numpy's BLAS (the summarizer's).
+        self.predictor = Predictor(settings.model_dir, device=settings.device, backend=settings.backend,
+                                   threads=settings.threads)
         threadpool_limits(settings.threads)
         self.summarizer = load_summarizer_config() if settings.summaries else None
         # the abstractive backend is a second model: load it once here, not once per report
@@ -645,12 +645,14 @@ def _model_fingerprint(folder: Path) -> str:
     return _digest({name: (folder / name).read_text(encoding="utf-8") for name in names if (folder / name).is_file()})
 
 
-def _job_identity(config: ScoreConfig, model: Path) -> dict[str, str]:
+def _job_identity(config: ScoreConfig, model: Path, backend: tuple[str, Path | None]) -> dict[str, str]:
     """What must not change while a job is resumed: the tables would mix two kinds of rows."""
     from models.summarizer import load_summarizer_config
 
     summarizer = {key: value for key, value in to_dict(load_summarizer_config()).items() if key != "evaluation"}
+    name, onnx_file = backend
     return {"format": config.format, "model": _model_fingerprint(model),
+            "backend": name if onnx_file is None else f"{name} ({onnx_file.name})",
             "reading config": _digest(to_dict(load_reading_config())),
             "summarizer config": _digest(summarizer if config.summaries else None)}
 
@@ -674,8 +676,13 @@ def _progress(enabled: bool) -> Progress:
 
 
 def score_archive(archive: str | Path, out: str | Path, model_dir: str | Path | None = None,
-                  config: ScoreConfig | None = None, progress: bool = True) -> JobSummary:
-    """Score every supported report under ``archive`` into ``out``; calling it again resumes, or does nothing."""
+                  config: ScoreConfig | None = None, progress: bool = True, backend: str | None = None) -> JobSummary:
+    """Score every supported report under ``archive`` into ``out``; calling it again resumes, or does nothing.
+
+    ``backend`` is torch or onnx; by default the fastest that passed the model's export parity check (on GPU
+    Ray workers, torch).
+    """
+    from models.onnx_backend import choose_backend
     from models.predictor import default_model_dir
 
     config = config or load_score_config()
@@ -685,11 +692,13 @@ def score_archive(archive: str | Path, out: str | Path, model_dir: str | Path | 
     model = Path(model_dir or default_model_dir()).resolve()
     if not (model / "config.json").is_file():
         raise ConfigError(f"{model}: not a model folder; train one with `chainstage train --default` or pass --model")
+    on_gpu = config.engine == "ray" and config.ray.gpus_per_worker > 0
+    resolved = choose_backend(model, "torch" if on_gpu else backend)  # resolved once: every worker runs the same
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)
     manifest = Manifest(out / "manifest.sqlite")
     try:
-        manifest.check_job(_job_identity(config, model), out)
+        manifest.check_job(_job_identity(config, model, resolved), out)
         if not (out / "score_config.yaml").is_file():
             import yaml
 
@@ -705,7 +714,9 @@ def score_archive(archive: str | Path, out: str | Path, model_dir: str | Path | 
             summary.skipped = manifest.scored_reports()
             summary.todo = manifest.todo_reports()
             if summary.todo:
-                _score(manifest, root, out, model, config, bar, summary)
+                _score(manifest, root, out, ScorerSettings(str(model), config.threads_per_worker, config.summaries,
+                                                           "cuda" if on_gpu else "cpu", resolved[0]),
+                       config, bar, summary)
         _export_tables(manifest, out, config.format)
         summary.failed = manifest.count("SELECT COUNT(*) FROM files f LEFT JOIN contents c ON c.sha256 = f.sha256 "
                                         "WHERE f.seen = :run AND (f.sha256 IS NULL OR c.status = 'failed')")
@@ -733,12 +744,10 @@ def _scan(manifest: Manifest, root: Path, out: Path, config: ScoreConfig, bar: P
     manifest.plan(config.chunk_reports)
 
 
-def _score(manifest: Manifest, root: Path, out: Path, model: Path, config: ScoreConfig, bar: Progress,
+def _score(manifest: Manifest, root: Path, out: Path, settings: ScorerSettings, config: ScoreConfig, bar: Progress,
            summary: JobSummary) -> None:
     """Score the chunks still to do with the configured engine, committing each as it comes back."""
     task = bar.add_task("scoring", total=summary.todo, unit="reports", rate="")
-    settings = ScorerSettings(str(model), config.threads_per_worker, config.summaries,
-                              "cuda" if config.engine == "ray" and config.ray.gpus_per_worker > 0 else "cpu")
     chunks = manifest.todo_chunks(root)
     if config.engine == "ray":
         try:
@@ -776,6 +785,8 @@ def score_command(
     = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes or Ray actors, each loads the model once")]
     = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="torch or onnx (default: the fastest backend that "
+                                                "passed the export's parity check)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (for cron)")] = False,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key of configs/score.yaml")] = None,
 ) -> None:
@@ -788,7 +799,7 @@ def score_command(
                                                                    if value is not None)])
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    summary = score_archive(archive, out, model, config, progress=not quiet)
+    summary = score_archive(archive, out, model, config, progress=not quiet, backend=backend)
     Console().print(summary.line(), highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(code=1)

@@ -44,6 +44,8 @@ def summarize_command(
     by_stage: Annotated[bool, typer.Option("--by-stage", help="One report-level summary per stage instead")] = False,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Classifier folder (default: the trained "
                                                                      "default)")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="torch or onnx (default: the fastest backend that "
+                                                "passed the export's parity check)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key of configs/summarizer.yaml")
                          ] = None,
 ) -> None:
@@ -60,7 +62,8 @@ def summarize_command(
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder}: no trained classifier here; run `make run` (or `chainstage train`) first, or "
                          "pass --model DIR")
-    classified = Predictor.load(folder).classify(file)  # one pass: embeddings and stage probabilities together
+    # one pass: embeddings and stage probabilities together
+    classified = Predictor.load(folder, backend=backend).classify(file)
     if by_stage:
         summaries = summarize_by_stage(classified, config, budget)
     else:

@@ -22,7 +22,7 @@ from training.calibration import calibrate_temperature, nll
 from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["train.epochs=2", "train.batch_size=16", "model.max_length=64", "train.patience=5"]
+FAST = ["train.epochs=2", "train.min_steps=0", "train.batch_size=16", "model.max_length=64", "train.patience=5"]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_predictor_call_maps_a_plain_batch(trained):
 
 
 def test_mean_head_with_heading_context_trains_and_loads(tiny_base, small_records, tmp_path):
-    config = tiny_config(tiny_base, "model.head=mean", "model.context=heading", "train.epochs=1")
+    config = tiny_config(tiny_base, "model.head=mean", "model.context=heading", "train.epochs=1", "train.min_steps=0")
     folder = train_and_save(config, load_labels(), small_records[:120], tmp_path / "mean", progress=False)
     classified = Predictor.load(folder).classify(ROOT / "seeds/001_2040a8d96ddfc16d.txt")
     assert len(classified.rows()) == 91
@@ -138,3 +138,47 @@ def test_bad_model_path_config_key_and_set_value_name_themselves(tmp_path):
         load_classifier_config(overrides=["epochs"])
     result = CliRunner().invoke(app, ["train", "--set", "train.lr=1"])
     assert result.exit_code != 0 and "train.lr" in str(result.exception)
+
+
+def test_linear_probe_head_reproduces_the_regression_on_raw_features(tiny_base, small_records):
+    """LP-FT's warm start: the head, applied to unscaled features, predicts what the fitted regression predicts."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from models.classifier import build_classifier, load_tokenizer
+    from training.linear_probe import head_features, warm_start_head
+    from training.train import model_inputs
+
+    labels = load_labels()
+    config = tiny_config(tiny_base)
+    model = build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1)
+    tokenizer = load_tokenizer(str(tiny_base))
+    records = [r for r in small_records if r["label"] != "人才支撑"]  # one class absent from training
+    y = np.array([labels.label2id[r["label"]] for r in records])
+    model.train()
+    features = head_features(model, tokenizer, model_inputs(records, tokenizer, config), 64)
+    assert features.shape == (len(records), model.classifier.in_features) and model.training
+    warm_start_head(model, features, y, c=1.0, balanced=True, seed=0)
+    with torch.no_grad():
+        head = model.classifier(torch.from_numpy(features)).numpy()
+    scaler = StandardScaler().fit(features)
+    reference = LogisticRegression(C=1.0, max_iter=3000, class_weight="balanced", random_state=0)
+    reference.fit(scaler.transform(features), y)
+    assert (head.argmax(1) == reference.predict(scaler.transform(features))).mean() > 0.99
+    assert head.argmax(1).tolist().count(labels.label2id["人才支撑"]) == 0
+
+
+def test_a_folder_saved_before_a_config_key_existed_still_loads(trained, tmp_path):
+    import shutil
+
+    import yaml
+
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    saved = yaml.safe_load((old / "training_config.yaml").read_text())
+    del saved["train"]["linear_probe"], saved["train"]["min_steps"]
+    (old / "training_config.yaml").write_text(yaml.safe_dump(saved, allow_unicode=True))
+    predictor = Predictor.load(old)
+    assert predictor.config.train.linear_probe is load_classifier_config().train.linear_probe
+    assert len(predictor.classify(next((ROOT / "seeds").glob("000_*.txt"))).report.units) == 91

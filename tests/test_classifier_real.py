@@ -24,7 +24,8 @@ def test_brief_fine_tune_of_the_real_encoder_beats_the_majority_class(tmp_path):
     records = load_labeled(ROOT / "data/labeled/seeds.jsonl")
     train = [r for r in records if r["report_id"][:3] in ("000", "001", "002")]
     test = [r for r in records if r["report_id"][:3] == "003"]
-    config = load_classifier_config(overrides=["train.epochs=3", "model.max_length=64", "train.patience=3"])
+    config = load_classifier_config(overrides=["train.epochs=3", "train.min_steps=0",
+                                               "model.max_length=64", "train.patience=3"])
     fitted = fit_classifier(train, config, labels, tmp_path, progress=False)
     logits, _ = forward_logits(fitted.model, fitted.tokenizer, model_inputs(test, fitted.tokenizer, config), 32)
     truth = np.array([labels.label2id[r["label"]] for r in test])

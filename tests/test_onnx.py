@@ -30,7 +30,7 @@ from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_UNITS = ROOT / "data/labeled/seeds.jsonl"
-FAST = ["train.epochs=2", "train.batch_size=16", "model.max_length=64", "train.patience=5"]
+FAST = ["train.epochs=2", "train.min_steps=0", "train.batch_size=16", "model.max_length=64", "train.patience=5"]
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def test_real_encoder_parity_on_every_seed_unit(tmp_path: Path) -> None:
             if path.is_file() and not path.name.endswith((".onnx", PARITY_RECORD)):
                 (folder / path.name).symlink_to(path)
     else:
-        config = load_classifier_config(overrides=["train.epochs=1", "model.max_length=96"])
+        config = load_classifier_config(overrides=["train.epochs=1", "train.min_steps=0", "model.max_length=96"])
         train_and_save(config, load_labels(), load_labeled(SEED_UNITS), folder, progress=False)
     record = export_onnx(folder, load_export_config(), int8=True, progress=False)
     assert record["units"] == 1166
@@ -197,3 +197,37 @@ def test_real_encoder_parity_on_every_seed_unit(tmp_path: Path) -> None:
     int8 = record["variants"]["int8"]
     assert int8["passed"] == (int8["label_agreement"] >= 0.99 and int8["macro_f1_drop"] <= 0.01), int8
     assert 0 <= record["variants"]["int8"]["max_probability_difference"] <= 1
+
+
+def test_summarize_and_score_take_the_backend(exported: Path, tmp_path: Path) -> None:
+    """`summarize` and `score` run on either backend; a scoring job keeps the backend it started with."""
+    import pyarrow.parquet as pq
+
+    from data.errors import ConfigError
+    from serve.score import load_score_config, score_archive
+
+    seed = ROOT / "seeds/003_1e2a77e6e55b6189.txt"
+    sections = {}
+    for backend in ("torch", "onnx"):
+        result = CliRunner().invoke(app, ["summarize", str(seed), "--model", str(exported), "--format", "jsonl",
+                                          "--backend", backend])
+        assert result.exit_code == 0, result.output
+        sections[backend] = [json.loads(line)["section_path"] for line in result.stdout.splitlines()]
+    assert sections["torch"] == sections["onnx"] and len(sections["onnx"]) > 3
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name in ("000_dd476d6a277efa8f.txt", "003_1e2a77e6e55b6189.txt"):
+        (archive / name).write_bytes((ROOT / "seeds" / name).read_bytes())
+    labels = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        config = load_score_config(overrides=["workers=1", "summaries=false"])
+        summary = score_archive(archive, out, exported, config, progress=False, backend=backend)
+        assert summary.scored == 2 and not summary.failed
+        labels[backend] = pq.read_table(out / "units").sort_by([("report_id", "ascending"), ("unit_id", "ascending")]
+                                                             ).column("label").to_pylist()
+    assert len(labels["torch"]) == 91 + 78
+    assert sum(a == b for a, b in zip(labels["torch"], labels["onnx"], strict=True)) >= 0.99 * len(labels["torch"])
+    with pytest.raises(ConfigError, match="another backend"):
+        score_archive(archive, tmp_path / "onnx", exported, config, progress=False, backend="torch")

@@ -172,7 +172,8 @@ def test_bad_chart_config_names_the_key():
 @pytest.fixture(scope="module")
 def tiny_model(tiny_base, tmp_path_factory) -> Path:
     records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"][:3] == "003"]
-    config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.batch_size=16",
+    config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.min_steps=0",
+                                               "train.batch_size=16",
                                                "model.max_length=64"])
     return train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("model") / "tiny", progress=False)
 

@@ -37,7 +37,8 @@ def tiny_model(tiny_base, tmp_path_factory) -> Path:
     the random tiny base (the filter test needs more than one)."""
     records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"] == SEED.stem]
     config = load_classifier_config(overrides=[
-        f"model.base={tiny_base}", "train.epochs=10", "train.batch_size=16", "model.max_length=64", "train.patience=50",
+        f"model.base={tiny_base}", "train.epochs=10", "train.min_steps=0",
+        "train.batch_size=16", "model.max_length=64", "train.patience=50",
         "train.learning_rate=0.003", "model.freeze_embeddings=false", "data.dev_fraction=0"])
     return train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("model") / "tiny", progress=False)
 

@@ -99,7 +99,8 @@ def tiny_model(tmp_path_factory, tiny_base: Path) -> Path:
     folder = tmp_path_factory.getbasetemp() / "score-tiny-model"
     if not (folder / "training_config.yaml").is_file():
         records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"][:3] in ("000", "003")]
-        config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.batch_size=16",
+        config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.min_steps=0",
+                                                   "train.batch_size=16",
                                                    "model.max_length=64", "train.patience=5"])
         train_and_save(config, load_labels(), records, folder, progress=False)
     return folder

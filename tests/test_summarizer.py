@@ -350,7 +350,8 @@ def test_cli_without_a_trained_model_says_what_to_run(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_classifier(tiny_base, tmp_path_factory) -> Path:
     records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"][:3] in ("000", "003")]
-    config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.batch_size=16",
+    config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.min_steps=0",
+                                               "train.batch_size=16",
                                                "model.max_length=64", "train.patience=5"])
     return train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("clf") / "tiny", progress=False)
 

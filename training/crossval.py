@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -16,7 +17,8 @@ from models.embedding import SentenceEncoder
 from training.baselines import embedding_logreg, keyword_rules, tfidf_logreg
 from training.calibration import expected_calibration_error, nll
 from training.metrics import classification_metrics
-from training.train import fit_classifier, model_inputs
+from training.model_folder import save_model_folder
+from training.train import FittedClassifier, fit_classifier, model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +36,30 @@ def _summarise(per_fold: list[dict], pooled_true: np.ndarray, pooled_pred: np.nd
     }
 
 
+def onnx_scores(fitted: FittedClassifier, train: list[dict], test: list[dict], config: ClassifierConfig,
+                labels: LabelSet, work: Path) -> dict:
+    """Export the fold's model (fused fp32 and int8) and score both on the held-out units, as PyTorch was."""
+    from models.export_config import load_export_config
+    from models.onnx_backend import export_onnx
+
+    folder = save_model_folder(fitted, config, labels, train, work / "model")
+    units = work / "held-out.jsonl"
+    units.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in test), encoding="utf-8")
+    record = export_onnx(folder, load_export_config(overrides=[f"parity.units={units}"]), int8=True, progress=False)
+    return {"torch": record["torch"]["macro_f1"], **{
+        name: {key: variant[key] for key in ("macro_f1", "label_agreement", "max_probability_difference")}
+        for name, variant in record["variants"].items()}}
+
+
 def evaluate_methods(train: list[dict], test: list[dict], config: ClassifierConfig, labels: LabelSet,
-                     vectors: dict[str, np.ndarray], progress: bool) -> tuple[dict[str, np.ndarray], dict]:
-    """Fit every method on ``train`` and predict ``test``; returns predictions and calibration figures."""
+                     vectors: dict[str, np.ndarray], progress: bool,
+                     onnx: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """Fit every method on ``train`` and predict ``test``; returns predictions and calibration (and ONNX) figures."""
     y_train = np.array([labels.label2id[r["label"]] for r in train])
     y_test = np.array([labels.label2id[r["label"]] for r in test])
     with tempfile.TemporaryDirectory() as work:
-        fitted = fit_classifier(train, config, labels, Path(work), progress=progress)
+        fitted = fit_classifier(train, config, labels, Path(work) / "trainer", progress=progress)
+        exported = onnx_scores(fitted, train, test, config, labels, Path(work)) if onnx else None
     logits, _ = forward_logits(fitted.model, fitted.tokenizer, model_inputs(test, fitted.tokenizer, config),
                                config.predict.batch_size)
     bins = config.calibration.ece_bins
@@ -50,6 +69,8 @@ def evaluate_methods(train: list[dict], test: list[dict], config: ClassifierConf
         "ece_after": expected_calibration_error(softmax(logits, fitted.temperature), y_test, bins),
         "nll_before": nll(logits, y_test), "nll_after": nll(logits, y_test, fitted.temperature),
     }
+    if exported:
+        calibration["onnx"] = exported
     predictions = {
         "fine-tuned": logits.argmax(1),
         "keyword rules": keyword_rules([r["text"] for r in test], labels),
@@ -70,8 +91,12 @@ def frozen_vectors(records: list[dict], config: ClassifierConfig, progress: bool
 
 
 def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelSet, progress: bool = True,
-                   devset: list[dict] | None = None) -> dict:
-    """Run every fold (and, if given, train-on-all-seeds → devset); return per-method summaries."""
+                   devset: list[dict] | None = None, onnx: bool = False) -> dict:
+    """Run every fold (and, if given, train-on-all-seeds → devset); return per-method summaries.
+
+    With ``onnx`` each fold's model is also exported and scored on its held-out report, which measures the
+    export's macro-F1 cost without training the folds a second time.
+    """
     reports = sorted({r["report_id"] for r in records})
     vectors = frozen_vectors(records + (devset or []), config, progress)
     per_fold: dict[str, list[dict]] = {m: [] for m in METHODS}
@@ -82,7 +107,7 @@ def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelS
         log.info("fold: held-out report %s", held)
         train = [r for r in records if r["report_id"] != held]
         test = [r for r in records if r["report_id"] == held]
-        predictions, fold_calibration = evaluate_methods(train, test, config, labels, vectors, progress)
+        predictions, fold_calibration = evaluate_methods(train, test, config, labels, vectors, progress, onnx)
         y_test = np.array([labels.label2id[r["label"]] for r in test])
         pooled_true.extend(y_test.tolist())
         calibration.append({"report": held, **fold_calibration})
@@ -136,6 +161,21 @@ def results_markdown(results: dict, labels: LabelSet) -> str:
               "", "| report | T | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|---|"]
     lines += [f"| {c['report'][:3]} | {c['temperature']:.2f} | {c['ece_before']:.3f} | {c['ece_after']:.3f} | "
               f"{c['nll_before']:.3f} | {c['nll_after']:.3f} |" for c in calibration]
+    if "onnx" in calibration[0]:
+        lines += ["", "ONNX export of each fold's model, scored on the same held-out report (macro-F1; label agreement "
+                  "and largest probability difference against PyTorch):", "",
+                  "| report | PyTorch | ONNX fp32 | ONNX int8 | agreement fp32 | agreement int8 | max Δp int8 |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {c['report'][:3]} | {c['onnx']['torch']:.4f} | {c['onnx']['fp32']['macro_f1']:.4f} | "
+                  f"{c['onnx']['int8']['macro_f1']:.4f} | {c['onnx']['fp32']['label_agreement']:.4f} | "
+                  f"{c['onnx']['int8']['label_agreement']:.4f} | "
+                  f"{c['onnx']['int8']['max_probability_difference']:.4f} |"
+                  for c in calibration]
+        means = {name: np.mean([c["onnx"][name] if name == "torch" else c["onnx"][name]["macro_f1"]
+                                for c in calibration]) for name in ("torch", "fp32", "int8")}
+        lines.append(f"| mean | {means['torch']:.4f} | {means['fp32']:.4f} | {means['int8']:.4f} | | | |")
+        lines += ["", "Mean macro-F1 drop against PyTorch: " + ", ".join(
+            f"ONNX {name} {means['torch'] - means[name]:+.4f}" for name in ("fp32", "int8"))]
     if "devset" in results:
         dev = results["devset"]
         lines += ["", f"Cross-genre: trained on all seeds, tested on the {dev['units']} labelled devset units "

@@ -7,6 +7,7 @@ The Trainer runs on accelerate, so the same config runs on CPU here and on one o
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from models.base_encoder import ensure_base_encoder
 from models.classifier import build_classifier, encode_inputs, forward_logits, freeze_word_embeddings, load_tokenizer
 from models.classifier_config import ClassifierConfig
 from training.calibration import calibrate_temperature
+from training.linear_probe import head_features, warm_start_head
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +143,21 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
 
     train_set = dataset(train_records)
     dev_set = dataset(dev_records) if dev_records else None
+    if config.train.linear_probe:
+        features = head_features(model, tokenizer, model_inputs(train_records, tokenizer, config),
+                                 config.train.eval_batch_size)
+        accuracy = warm_start_head(model, features, np.array(train_set["labels"]), config.train.probe_c,
+                                   config.train.class_weights, config.train.seed)
+        log.info("linear probe: head warm-started, train accuracy %.3f", accuracy)
+    # small training sets get more epochs, so that every run takes at least `min_steps` optimiser steps
+    steps_per_epoch = math.ceil(len(train_records) / config.train.batch_size)
+    epochs = max(config.train.epochs, math.ceil(config.train.min_steps / steps_per_epoch))
     args = TrainingArguments(
         output_dir=str(work_dir),
         learning_rate=config.train.learning_rate,
         weight_decay=config.train.weight_decay,
         warmup_steps=config.train.warmup_ratio,  # a float in [0, 1) is a ratio of all steps (transformers 5)
-        num_train_epochs=config.train.epochs,
+        num_train_epochs=epochs,
         per_device_train_batch_size=config.train.batch_size,
         per_device_eval_batch_size=config.train.eval_batch_size,
         train_sampling_strategy="group_by_length" if config.train.group_by_length else "random",
