@@ -1,6 +1,6 @@
 """CPU throughput of one classifier on four backends, at batch sizes 1 and 32, in one run.
 
-    .venv/bin/python benchmarks/throughput.py [MODEL_DIR] [--units N]
+    .venv/bin/python benchmarks/throughput.py [MODEL_DIR] [--units N] [--set onnx.spinning=true ...]
 
 Backends: PyTorch fp32 with the full 250k vocabulary (the folder as trained, or, for a model trained on the default
 trimmed base, its full-vocabulary twin), the trimmed-vocabulary PyTorch model, and ONNX fp32 and dynamic int8
@@ -36,7 +36,7 @@ def _units(config_units: Path, limit: int | None) -> list[dict]:
     return records[:limit] if limit else records
 
 
-def worker(backend: str, folder: Path, batch_size: int, limit: int | None, out: Path) -> None:
+def worker(backend: str, folder: Path, batch_size: int, limit: int | None, out: Path, overrides: list[str]) -> None:
     """Load one backend, classify every unit, and write speed, memory, load time and logits to ``out``."""
 
     from data.labeled_units import record_context
@@ -45,7 +45,7 @@ def worker(backend: str, folder: Path, batch_size: int, limit: int | None, out: 
     from models.export_config import load_export_config
     from models.onnx_backend import ONNX_FILES, OnnxClassifier, onnx_forward_logits
 
-    export = load_export_config()
+    export = load_export_config(overrides=overrides)
     config = load_saved_config(folder)
     records = _units(export.parity.units_path(), limit)
     import torch
@@ -145,12 +145,14 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--full-base", type=Path, help="untrimmed e5 folder for the baseline of a trimmed model "
                         "(default: rebuilt from the pinned wheels into the scratch folder)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="override configs/export.yaml for this run, e.g. --set onnx.spinning=true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.model_dir, args.batch, args.units, args.out)
+        worker(args.worker, args.model_dir, args.batch, args.units, args.out, args.overrides)
         return
 
     from models.classifier import softmax
@@ -162,7 +164,7 @@ def main() -> None:
     model_dir = (args.model_dir or default_model_dir()).resolve()
     if not (model_dir / "training_config.yaml").is_file():
         sys.exit(f"{model_dir}: no trained model; run `chainstage train --default` or pass a model folder")
-    export = load_export_config()
+    export = load_export_config(overrides=args.overrides)
     temperature = json.loads((model_dir / "calibration.json").read_text())["temperature"]
     with tempfile.TemporaryDirectory(prefix="chainstage-throughput-") as scratch:
         scratch = Path(scratch)
@@ -198,7 +200,8 @@ def main() -> None:
             for backend in BACKENDS:
                 out = scratch / f"{backend.replace(' ', '-')}-{batch}.json"
                 command = [sys.executable, __file__, str(folders[backend]), "--worker", backend, "--batch", str(batch),
-                           "--out", str(out)] + (["--units", str(args.units)] if args.units else [])
+                           "--out", str(out), *(f"--set={item}" for item in args.overrides)]
+                command += ["--units", str(args.units)] if args.units else []
                 subprocess.run(command, check=True, cwd=ROOT)
                 results[backend, batch] = json.loads(out.read_text()) | {
                     "probs": softmax(np.load(out.with_suffix(".npy")), temperature),
@@ -207,7 +210,8 @@ def main() -> None:
                       "units/s", flush=True)
 
     units = results[BACKENDS[0], args.batch_sizes[0]]["units"]
-    print(f"\n{units} labelled seed units, 2 threads; label agreement and largest probability difference are "
+    settings = f"; --set {' '.join(args.overrides)}" if args.overrides else ""
+    print(f"\n{units} labelled seed units, 2 threads{settings}; label agreement and largest probability difference are "
           "against PyTorch fp32 at the same batch size\n")
     header = ("| backend | batch | units/s | × PyTorch fp32 | peak memory MiB | load s | size on disk MB | "
               "label agreement | max prob. diff |")

@@ -41,7 +41,7 @@ class TrainSection:
     class_weights: bool
     group_by_length: bool
     linear_probe: bool
-    probe_c: float
+    probe_cs: list[float]
     threads: int
 
 

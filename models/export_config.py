@@ -24,6 +24,7 @@ class OnnxSection:
     int8_exclude: list[str]
     threads: int
     spinning: bool
+    default_model: bool
 
 
 @dataclass(frozen=True)

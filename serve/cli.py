@@ -95,6 +95,27 @@ def train(
         return
     folder = train_and_save(cfg, load_labels(), load_labeled(cfg.data.labeled), folder)
     Console().print(f"model folder: {folder}")
+    if default:
+        _export_default_model(folder)
+
+
+def _export_default_model(folder: Path) -> None:
+    """Give the default model its ONNX export, so that analysts and batch jobs get the fastest backend that passes."""
+    import importlib.util
+
+    from models.export_config import load_export_config
+    from models.onnx_backend import export_onnx
+
+    if not load_export_config().onnx.default_model:
+        return
+    if importlib.util.find_spec("onnxruntime") is None:
+        Console().print("note: no ONNX export of the default model (pip install 'chainstage[onnx]' for the fast "
+                        "backends)")
+        return
+    record = export_onnx(folder, load_export_config(), int8=True)
+    passed = [name for name, variant in record["variants"].items() if variant["passed"]]
+    Console().print(f"ONNX export: {', '.join(passed) or 'no variant'} passed parity; default backend "
+                    f"{record['default_backend']}")
 
 
 @app.command()

@@ -159,11 +159,12 @@ def test_linear_probe_head_reproduces_the_regression_on_raw_features(tiny_base, 
     model.train()
     features = head_features(model, tokenizer, model_inputs(records, tokenizer, config), 64)
     assert features.shape == (len(records), model.classifier.in_features) and model.training
-    warm_start_head(model, features, y, c=1.0, balanced=True, seed=0)
+    chosen = warm_start_head(model, features, y, cs=[0.01, 0.1, 1.0], balanced=True, seed=0)
     with torch.no_grad():
         head = model.classifier(torch.from_numpy(features)).numpy()
     scaler = StandardScaler().fit(features)
-    reference = LogisticRegression(C=1.0, max_iter=3000, class_weight="balanced", random_state=0)
+    assert chosen in (0.01, 0.1, 1.0)
+    reference = LogisticRegression(C=chosen, max_iter=3000, class_weight="balanced", random_state=0)
     reference.fit(scaler.transform(features), y)
     assert (head.argmax(1) == reference.predict(scaler.transform(features))).mean() > 0.99
     assert head.argmax(1).tolist().count(labels.label2id["人才支撑"]) == 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegressionCV
 from sklearn.preprocessing import StandardScaler
 
 from models.classifier import length_sorted_batches
@@ -38,16 +38,20 @@ def head_features(model: torch.nn.Module, tokenizer: Any, encoded: dict[str, lis
     return features
 
 
-def warm_start_head(model: torch.nn.Module, features: np.ndarray, label_ids: np.ndarray, c: float,
+def warm_start_head(model: torch.nn.Module, features: np.ndarray, label_ids: np.ndarray, cs: list[float],
                     balanced: bool, seed: int) -> float:
-    """Fit a logistic regression on frozen features and copy it into ``model.classifier``; returns train accuracy.
+    """Fit a logistic regression on frozen features and copy it into ``model.classifier``; returns the chosen C.
 
-    The regression runs on standardised features and the scaling is folded into the weights, so the head applies
+    The L2 strength is chosen by 3-fold cross-validated log-loss, not accuracy: an unregularised probe separates
+    the training units with huge logits, whose saturated softmax gives fine-tuning no useful gradient. The
+    regression runs on standardised features and the scaling is folded into the weights, so the head applies
     to raw features exactly as the regression did. A class absent from training gets a bias far below the others,
     as it has no evidence and must never win.
     """
     scaler = StandardScaler().fit(features)
-    probe = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None, random_state=seed)
+    folds = min(3, int(np.bincount(label_ids)[np.unique(label_ids)].min()))
+    probe = LogisticRegressionCV(Cs=cs, cv=max(folds, 2), scoring="neg_log_loss", max_iter=3000,
+                                 class_weight="balanced" if balanced else None, random_state=seed)
     probe.fit(scaler.transform(features), label_ids)
     coef = probe.coef_ / scaler.scale_
     intercept = probe.intercept_ - coef @ scaler.mean_
@@ -59,4 +63,4 @@ def warm_start_head(model: torch.nn.Module, features: np.ndarray, label_ids: np.
     with torch.no_grad():
         model.classifier.weight.copy_(torch.from_numpy(weight))
         model.classifier.bias.copy_(torch.from_numpy(bias))
-    return float(probe.score(scaler.transform(features), label_ids))
+    return float(probe.C_[0])

@@ -146,9 +146,9 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     if config.train.linear_probe:
         features = head_features(model, tokenizer, model_inputs(train_records, tokenizer, config),
                                  config.train.eval_batch_size)
-        accuracy = warm_start_head(model, features, np.array(train_set["labels"]), config.train.probe_c,
-                                   config.train.class_weights, config.train.seed)
-        log.info("linear probe: head warm-started, train accuracy %.3f", accuracy)
+        chosen = warm_start_head(model, features, np.array(train_set["labels"]), config.train.probe_cs,
+                                 config.train.class_weights, config.train.seed)
+        log.info("linear probe: head warm-started from a logistic regression with C=%g", chosen)
     # small training sets get more epochs, so that every run takes at least `min_steps` optimiser steps
     steps_per_epoch = math.ceil(len(train_records) / config.train.batch_size)
     epochs = max(config.train.epochs, math.ceil(config.train.min_steps / steps_per_epoch))
