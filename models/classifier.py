@@ -80,7 +80,14 @@ def build_classifier(base: str, head: str, id2label: dict[int, str], dropout: fl
     if head == "mean":
         config.architectures = ["MeanPoolingClassifier"]
         return MeanPoolingClassifier.from_pretrained(base, config=config)
-    return AutoModelForSequenceClassification.from_pretrained(base, config=config)
+    model, info = AutoModelForSequenceClassification.from_pretrained(base, config=config, output_loading_info=True)
+    if any(key.endswith("pooler.dense.weight") for key in info["missing_keys"]):
+        # e5 was trained with mean pooling and ships no pooler: a random pooler would scramble the [CLS] vector,
+        # while an identity pooler passes tanh([CLS]) through, which is as separable as [CLS] itself
+        with torch.no_grad():
+            model.base_model.pooler.dense.weight.copy_(torch.eye(config.hidden_size))
+            model.base_model.pooler.dense.bias.zero_()
+    return model
 
 
 def load_classifier(folder: str, head: str) -> nn.Module:

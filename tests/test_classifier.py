@@ -141,7 +141,7 @@ def test_bad_model_path_config_key_and_set_value_name_themselves(tmp_path):
 
 
 def test_linear_probe_head_reproduces_the_regression_on_raw_features(tiny_base, small_records):
-    """LP-FT's warm start: the head, applied to unscaled features, predicts what the fitted regression predicts."""
+    """LP-FT's warm start on an identity pooler: the head, on unscaled features, predicts what the regression does."""
     import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -153,6 +153,8 @@ def test_linear_probe_head_reproduces_the_regression_on_raw_features(tiny_base, 
     labels = load_labels()
     config = tiny_config(tiny_base)
     model = build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1)
+    pooler = model.base_model.pooler.dense  # the tiny base, like e5, ships no pooler: identity, not random
+    assert torch.equal(pooler.weight, torch.eye(pooler.in_features)) and not pooler.bias.any()
     tokenizer = load_tokenizer(str(tiny_base))
     records = [r for r in small_records if r["label"] != "人才支撑"]  # one class absent from training
     y = np.array([labels.label2id[r["label"]] for r in records])

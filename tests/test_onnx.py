@@ -231,3 +231,23 @@ def test_summarize_and_score_take_the_backend(exported: Path, tmp_path: Path) ->
     assert sum(a == b for a, b in zip(labels["torch"], labels["onnx"], strict=True)) >= 0.99 * len(labels["torch"])
     with pytest.raises(ConfigError, match="another backend"):
         score_archive(archive, tmp_path / "onnx", exported, config, progress=False, backend="torch")
+
+
+def test_train_default_exports_the_default_model_once(tiny_base: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`chainstage train --default` (what `make run` runs) trains, exports and records parity; a rerun does nothing."""
+    monkeypatch.setenv("CHAINSTAGE_HOME", str(tmp_path / "home"))
+    flags = [item for setting in (f"model.base={tiny_base}", *FAST, "data.labeled=" + str(tmp_path / "few.jsonl"))
+             for item in ("--set", setting)]
+    records = [r for r in load_labeled(SEED_UNITS) if r["report_id"][:3] == "003"]
+    (tmp_path / "few.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                        encoding="utf-8")
+    first = CliRunner().invoke(app, ["train", "--default", *flags])
+    assert first.exit_code == 0, first.output
+    folder = default_model_dir()
+    record = json.loads((folder / "onnx_parity.json").read_text())
+    assert record["units"] == 1166 and set(record["variants"]) == {"fp32", "int8"}
+    assert "ONNX export:" in first.output and "default backend" in first.output
+    assert Predictor.load().backend == record["default_backend"].split()[0]
+    again = CliRunner().invoke(app, ["train", "--default", *flags])
+    assert again.exit_code == 0 and "already trained" in again.output
