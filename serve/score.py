@@ -693,12 +693,12 @@ def score_archive(archive: str | Path, out: str | Path, model_dir: str | Path | 
     if not (model / "config.json").is_file():
         raise ConfigError(f"{model}: not a model folder; train one with `chainstage train --default` or pass --model")
     on_gpu = config.engine == "ray" and config.ray.gpus_per_worker > 0
-    resolved = choose_backend(model, "torch" if on_gpu else backend)  # resolved once: every worker runs the same
+    chosen = choose_backend(model, "torch" if on_gpu else backend)  # resolved once: every worker runs the same
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)
     manifest = Manifest(out / "manifest.sqlite")
     try:
-        manifest.check_job(_job_identity(config, model, resolved), out)
+        manifest.check_job(_job_identity(config, model, chosen), out)
         if not (out / "score_config.yaml").is_file():
             import yaml
 
@@ -715,7 +715,7 @@ def score_archive(archive: str | Path, out: str | Path, model_dir: str | Path | 
             summary.todo = manifest.todo_reports()
             if summary.todo:
                 _score(manifest, root, out, ScorerSettings(str(model), config.threads_per_worker, config.summaries,
-                                                           "cuda" if on_gpu else "cpu", resolved[0]),
+                                                           "cuda" if on_gpu else "cpu", chosen[0]),
                        config, bar, summary)
         _export_tables(manifest, out, config.format)
         summary.failed = manifest.count("SELECT COUNT(*) FROM files f LEFT JOIN contents c ON c.sha256 = f.sha256 "

@@ -50,8 +50,9 @@ def warm_start_head(model: torch.nn.Module, features: np.ndarray, label_ids: np.
     """
     scaler = StandardScaler().fit(features)
     folds = min(3, int(np.bincount(label_ids)[np.unique(label_ids)].min()))
-    probe = LogisticRegressionCV(Cs=cs, cv=max(folds, 2), scoring="neg_log_loss", max_iter=3000,
-                                 class_weight="balanced" if balanced else None, random_state=seed)
+    probe = LogisticRegressionCV(Cs=cs, cv=max(folds, 2), scoring="neg_log_loss", max_iter=3000, l1_ratios=(0,),
+                                 use_legacy_attributes=False, class_weight="balanced" if balanced else None,
+                                 random_state=seed)
     probe.fit(scaler.transform(features), label_ids)
     coef = probe.coef_ / scaler.scale_
     intercept = probe.intercept_ - coef @ scaler.mean_
@@ -63,4 +64,4 @@ def warm_start_head(model: torch.nn.Module, features: np.ndarray, label_ids: np.
     with torch.no_grad():
         model.classifier.weight.copy_(torch.from_numpy(weight))
         model.classifier.bias.copy_(torch.from_numpy(bias))
-    return float(probe.C_[0])
+    return float(probe.C_)
