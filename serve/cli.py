@@ -106,13 +106,14 @@ def _export_default_model(folder: Path) -> None:
     from models.export_config import load_export_config
     from models.onnx_backend import export_onnx
 
-    if not load_export_config().onnx.default_model:
+    export = load_export_config()
+    if not export.onnx.default_model:
         return
     if importlib.util.find_spec("onnxruntime") is None:
         Console().print("note: no ONNX export of the default model (pip install 'chainstage[onnx]' for the fast "
                         "backends)")
         return
-    record = export_onnx(folder, load_export_config(), int8=True)
+    record = export_onnx(folder, export, int8=True)
     passed = [name for name, variant in record["variants"].items() if variant["passed"]]
     Console().print(f"ONNX export: {', '.join(passed) or 'no variant'} passed parity; default backend "
                     f"{record['default_backend']}")
