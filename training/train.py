@@ -135,17 +135,18 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         freeze_word_embeddings(model)
     train_records, dev_records = split_dev(records, config.data.dev_fraction, config.train.seed)
 
-    def dataset(part: list[dict]) -> Dataset:
-        encoded = model_inputs(part, tokenizer, config)
-        encoded["labels"] = [labels.label2id[r["label"]] for r in part]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        return Dataset.from_dict(dict(encoded))
+    # tokenised once: the datasets, the linear probe and the calibration all read these
+    train_inputs = model_inputs(train_records, tokenizer, config)
+    dev_inputs = model_inputs(dev_records, tokenizer, config) if dev_records else None
 
-    train_set = dataset(train_records)
-    dev_set = dataset(dev_records) if dev_records else None
+    def dataset(encoded: dict[str, list[list[int]]], part: list[dict]) -> Dataset:
+        return Dataset.from_dict({**encoded, "labels": [labels.label2id[r["label"]] for r in part],
+                                  "length": [len(ids) for ids in encoded["input_ids"]]})
+
+    train_set = dataset(train_inputs, train_records)
+    dev_set = dataset(dev_inputs, dev_records) if dev_inputs is not None else None
     if config.train.linear_probe:
-        features = head_features(model, tokenizer, model_inputs(train_records, tokenizer, config),
-                                 config.train.eval_batch_size)
+        features = head_features(model, tokenizer, train_inputs, config.train.eval_batch_size)
         chosen = warm_start_head(model, features, np.array(train_set["labels"]), config.train.probe_cs,
                                  config.train.class_weights, config.train.seed)
         log.info("linear probe: head warm-started from a logistic regression with C=%g", chosen)
@@ -188,8 +189,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     model.eval()
     temperature, dev_logits, dev_labels = 1.0, np.zeros((0, len(labels.names))), np.zeros(0, dtype=int)
     if dev_records:
-        dev_logits, _ = forward_logits(model, tokenizer, model_inputs(dev_records, tokenizer, config),
-                                       config.predict.batch_size)
+        dev_logits, _ = forward_logits(model, tokenizer, dev_inputs, config.predict.batch_size)
         dev_labels = np.array([labels.label2id[r["label"]] for r in dev_records])
         temperature = calibrate_temperature(dev_logits, dev_labels, config.calibration.max_iter)
     return FittedClassifier(model, tokenizer, temperature, dev_logits, dev_labels, len(train_records),
