@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 
 from data.errors import ChainstageError
+from serve.options import ModelOption
 from serve.tables import OutputFormat, write_rows
 
 FilesArgument = Annotated[list[Path], typer.Argument(help="Report files: .txt .md .docx .pdf .html")]
-ModelOption = Annotated[Path | None, typer.Option("--model", "-m", help="Model folder (default: the trained default)")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a configs/analyst.yaml key: "
                                                                    "--set chart.max_bars=12")]
 

@@ -12,11 +12,11 @@ from rich.console import Console
 from data.errors import ChainstageError
 from data.load import load_report
 from data.reading_config import load_reading_config
+from serve.options import BackendOption, ModelOption
 from serve.tables import OutputFormat, write_rows
 
 ConfigArgument = Annotated[Path | None, typer.Argument(help="Classifier config (default: configs/classifier.yaml)")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3")]
-ModelOption = Annotated[Path | None, typer.Option("--model", "-m", help="Model folder (default: the trained default)")]
 
 app = typer.Typer(
     help="Classify and summarise Chinese S&T government reports along the innovation chain.",
@@ -158,8 +158,7 @@ def classify(
     fmt: FormatOption = "table",
     min_confidence: Annotated[float | None, typer.Option(help="Flag units below this calibrated probability")] = None,
     profile: Annotated[bool, typer.Option(help="Print each report's stage profile after its units")] = True,
-    backend: Annotated[str | None, typer.Option("--backend", help="torch or onnx (default: the fastest backend that "
-                                                "passed the export's parity check)")] = None,
+    backend: BackendOption = None,
 ) -> None:
     """Label every unit with its innovation-chain stage and calibrated probability.
 

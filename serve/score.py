@@ -51,6 +51,7 @@ from data.configuration import config_path, load_config, to_dict
 from data.errors import ConfigError, ReportError
 from data.read import SUPPORTED_SUFFIXES
 from data.reading_config import load_reading_config
+from serve.options import BackendOption, ModelOption
 
 if TYPE_CHECKING:
     from models.predictor import ClassifiedReport
@@ -778,15 +779,13 @@ def _score(manifest: Manifest, root: Path, out: Path, settings: ScorerSettings, 
 def score_command(
     archive: Annotated[Path, typer.Argument(help="Folder of reports, searched recursively: .txt .md .docx .pdf .html")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; run again to resume or update the job")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model folder (default: the trained default)")]
-    = None,
+    model: ModelOption = None,
     engine: Annotated[str | None, typer.Option(help="local or ray (default: engine in configs/score.yaml)")] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="parquet or jsonl (default: configs/score.yaml)")]
     = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes or Ray actors, each loads the model once")]
     = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="torch or onnx (default: the fastest backend that "
-                                                "passed the export's parity check)")] = None,
+    backend: BackendOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (for cron)")] = False,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key of configs/score.yaml")] = None,
 ) -> None:

@@ -11,6 +11,7 @@ import typer
 
 from data.errors import ConfigError, ModelError
 from models.summarizer import SectionSummary
+from serve.options import BackendOption
 
 SummaryFormat = Literal["text", "jsonl", "markdown"]
 
@@ -44,8 +45,7 @@ def summarize_command(
     by_stage: Annotated[bool, typer.Option("--by-stage", help="One report-level summary per stage instead")] = False,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Classifier folder (default: the trained "
                                                                      "default)")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="torch or onnx (default: the fastest backend that "
-                                                "passed the export's parity check)")] = None,
+    backend: BackendOption = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key of configs/summarizer.yaml")
                          ] = None,
 ) -> None:
