@@ -24,6 +24,7 @@ def seed_paths() -> list[Path]:
 
 def build_tiny_base(folder: Path) -> Path:
     """A tiny random BERT with a character-level tokenizer over the seed text, built offline in seconds."""
+    import torch
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -41,6 +42,7 @@ def build_tiny_base(folder: Path) -> Path:
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", model_max_length=256)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=256, pad_token_id=0)
+    torch.manual_seed(0)  # the same tiny weights every run: tests on its outputs must not pass or fail by luck
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
