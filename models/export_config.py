@@ -9,6 +9,12 @@ from data.configuration import CONFIG_DIR, config_path, load_config
 from data.errors import ConfigError
 
 
+def repository_path(name: str) -> Path:
+    """A units file named in the config; a relative path is read from the repository root, not the working dir."""
+    path = Path(name)
+    return path if path.is_absolute() else CONFIG_DIR.parent / path
+
+
 @dataclass(frozen=True)
 class TrimSection:
     base_encoder: bool
@@ -19,12 +25,20 @@ class TrimSection:
 class OnnxSection:
     opset: int
     optimize: bool
+    fusions_off: list[str]
+    session_fusions_off: list[str]
     int8_per_channel: bool
     int8_reduce_range: bool
     int8_exclude: list[str]
+    int8_smooth_alpha: float | None
+    int8_calibration_units: str
     threads: int
+    batch_slices: bool
     spinning: bool
     default_model: bool
+
+    def calibration_path(self) -> Path:
+        return repository_path(self.int8_calibration_units)
 
 
 @dataclass(frozen=True)
@@ -35,9 +49,7 @@ class ParitySection:
     batch_size: int
 
     def units_path(self) -> Path:
-        """The labelled units file; a relative path is read from the repository root, not the working directory."""
-        path = Path(self.units)
-        return path if path.is_absolute() else CONFIG_DIR.parent / path
+        return repository_path(self.units)
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,9 @@ class ExportConfig:
         for key, value in (("onnx.threads", self.onnx.threads), ("parity.batch_size", self.parity.batch_size)):
             if value < 1:
                 raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+        alpha = self.onnx.int8_smooth_alpha
+        if alpha is not None and not 0 <= alpha <= 1:
+            raise ConfigError(f"config key 'onnx.int8_smooth_alpha' must be in [0, 1] or null, got {alpha}")
         if not 9 <= self.onnx.opset <= 20:
             raise ConfigError(f"config key 'onnx.opset' must be in [9, 20], got {self.onnx.opset}")
 

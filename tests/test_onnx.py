@@ -14,7 +14,7 @@ from data.errors import ModelError
 from data.labeled_units import load_labeled
 from data.labels import load_labels
 from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
-from models.classifier_config import load_classifier_config
+from models.classifier_config import load_classifier_config, load_saved_config
 from models.export_config import load_export_config
 from models.onnx_backend import (
     ONNX_FILES,
@@ -53,9 +53,58 @@ def test_export_sits_beside_the_pytorch_weights(exported: Path) -> None:
         assert (exported / name).is_file(), name
     assert not list(exported.glob(".*onnx"))  # the raw, unfused export is not left behind
     record = json.loads((exported / PARITY_RECORD).read_text())
-    assert record["fused_operators"]["Attention"] == 2  # both layers' attention fused into ORT's Attention op
-    assert record["fused_operators"]["EmbedLayerNormalization"] == 1
+    assert record["fused_operators"] == {"Gelu": 2, "LayerNormalization": 5}  # 2 layers x 2, plus the embeddings
+    assert record["smoothed_matmul_inputs"] == 2 * 4  # per layer: query/key/value, attention output, FFN in and out
     assert (exported / ONNX_FILES["int8"]).stat().st_size < (exported / ONNX_FILES["fp32"]).stat().st_size
+
+
+def test_configured_fusions_stay_off(exported: Path) -> None:
+    """The fusions configs/export.yaml turns off (slower on 2 cores) are absent from both graphs, after loading too."""
+    import onnx
+
+    for file in ONNX_FILES.values():
+        ops = {node.op_type for node in onnx.load(str(exported / file)).graph.node}
+        assert not ops & {"Attention", "QAttention", "SkipLayerNormalization", "BiasGelu"}, file
+    # every MatMul with a weight is int8 (int8_exclude is empty); only the two attention products stay fp32
+    fp32_matmuls = [node.name for node in onnx.load(str(exported / ONNX_FILES["int8"])).graph.node
+                    if node.op_type == "MatMul"]
+    assert len(fp32_matmuls) == 2 * 2 and all("attention/self/MatMul" in name for name in fp32_matmuls)
+
+
+def test_smoothing_leaves_the_fp32_function_unchanged(exported: Path, tmp_path: Path) -> None:
+    """SmoothQuant rescales activations and weights in opposite directions: fp32 outputs stay the same."""
+    from models.onnx_backend import calibration_feeds
+    from models.smooth_quant import smooth_matmul_inputs
+
+    config = load_export_config()
+    tokenizer = load_tokenizer(str(exported))
+    classifier = load_saved_config(exported)
+    feeds = list(calibration_feeds(classifier, tokenizer, config, ["input_ids", "attention_mask"]))
+    smoothed = tmp_path / "model.onnx"
+    assert smooth_matmul_inputs(exported / ONNX_FILES["fp32"], smoothed, feeds[:4], alpha=0.85) == 8
+    shutil.copy2(exported / "config.json", tmp_path / "config.json")  # OnnxClassifier reads its folder's config
+    records = load_labeled(SEED_UNITS)[:200]
+    encoded = encode_inputs(tokenizer, [r["text"] for r in records], None, "query: ", 64)
+    before = onnx_forward_logits(OnnxClassifier(exported / ONNX_FILES["fp32"], config.onnx), tokenizer, encoded, 32)
+    after = onnx_forward_logits(OnnxClassifier(smoothed, config.onnx), tokenizer, encoded, 32)
+    assert np.abs(after[0] - before[0]).max() < 1e-4 and np.abs(after[1] - before[1]).max() < 1e-4
+
+
+def test_batch_slices_give_the_same_outputs(exported: Path) -> None:
+    """A batch run as parallel row slices returns what one run returns, in order, whatever the slice sizes."""
+    import dataclasses
+
+    settings = load_export_config().onnx
+    tokenizer = load_tokenizer(str(exported))
+    records = load_labeled(SEED_UNITS)[:101]
+    encoded = encode_inputs(tokenizer, [r["text"] for r in records], None, "query: ", 64)
+    whole = OnnxClassifier(exported / ONNX_FILES["fp32"], dataclasses.replace(settings, batch_slices=False))
+    sliced = OnnxClassifier(exported / ONNX_FILES["fp32"], dataclasses.replace(settings, batch_slices=True,
+                                                                                threads=3))
+    for batch_size in (1, 2, 32, 101):
+        expected = onnx_forward_logits(whole, tokenizer, encoded, batch_size)
+        got = onnx_forward_logits(sliced, tokenizer, encoded, batch_size)
+        assert np.allclose(got[0], expected[0], atol=1e-5) and np.allclose(got[1], expected[1], atol=1e-5)
 
 
 def test_parity_record_covers_every_seed_unit(exported: Path) -> None:
@@ -191,7 +240,7 @@ def test_real_encoder_parity_on_every_seed_unit(tmp_path: Path) -> None:
         train_and_save(config, load_labels(), load_labeled(SEED_UNITS), folder, progress=False)
     record = export_onnx(folder, load_export_config(), int8=True, progress=False)
     assert record["units"] == 1166
-    assert record["fused_operators"]["Attention"] == 12
+    assert record["fused_operators"]["Gelu"] == 12 and record["smoothed_matmul_inputs"] == 12 * 4
     fp32 = record["variants"]["fp32"]
     assert fp32["label_agreement"] >= 0.99 and fp32["macro_f1_drop"] <= 0.01 and fp32["passed"], fp32
     assert fp32["max_probability_difference"] < 0.01

@@ -43,9 +43,12 @@ def onnx_scores(fitted: FittedClassifier, train: list[dict], test: list[dict], c
     from models.onnx_backend import export_onnx
 
     folder = save_model_folder(fitted, config, labels, train, work / "model")
-    units = work / "held-out.jsonl"
-    units.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in test), encoding="utf-8")
-    record = export_onnx(folder, load_export_config(overrides=[f"parity.units={units}"]), int8=True, progress=False)
+    units = {"held-out": test, "train": train}  # int8 calibrates on the fold's training text, never the held-out one
+    for name, records in units.items():
+        (work / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                            encoding="utf-8")
+    overrides = [f"parity.units={work / 'held-out.jsonl'}", f"onnx.int8_calibration_units={work / 'train.jsonl'}"]
+    record = export_onnx(folder, load_export_config(overrides=overrides), int8=True, progress=False)
     return {"torch": record["torch"]["macro_f1"], **{
         name: {key: variant[key] for key in ("macro_f1", "label_agreement", "max_probability_difference")}
         for name, variant in record["variants"].items()}}
