@@ -1,0 +1,157 @@
+"""How each export choice moves ONNX int8 speed and parity: the ablation behind configs/export.yaml's onnx section.
+
+    .venv/bin/python benchmarks/int8_variants.py [MODEL_DIR] [--repeats 5] [--profile]
+
+Exports MODEL_DIR (by default the default model) once per variant into scratch folders of links, so MODEL_DIR is
+never written to. Each variant is the shipped config plus a few ``--set`` overrides, from the previous default
+(every fusion, FFN output projections fp32) to the shipped one. For each it prints the int8 speed at batch 32
+(median of ``--repeats`` passes over the seed units, the variants timed in turn), label agreement with PyTorch on
+the seed units (the export's parity record) and on the devset units no model trained on, and with ``--profile``
+the time per operator type from ONNX Runtime's profiler. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from models.export_config import OnnxSection
+
+FUSED_AND_SKIPPED = ["onnx.fusions_off=[]", "onnx.session_fusions_off=[]"]
+VARIANTS = {
+    "all fusions, FFN outputs fp32 (previous default)": [
+        *FUSED_AND_SKIPPED, "onnx.int8_exclude=['layer\\.\\d+/output/dense/MatMul']", "onnx.int8_smooth_alpha=null",
+        "onnx.batch_slices=false"],
+    "all fusions, every MatMul int8": [*FUSED_AND_SKIPPED, "onnx.int8_smooth_alpha=null", "onnx.batch_slices=false"],
+    "fusions off, every MatMul int8": ["onnx.int8_smooth_alpha=null", "onnx.batch_slices=false"],
+    "+ SmoothQuant alpha 0.5": ["onnx.int8_smooth_alpha=0.5", "onnx.batch_slices=false"],
+    "+ SmoothQuant alpha 0.75": ["onnx.int8_smooth_alpha=0.75", "onnx.batch_slices=false"],
+    "+ SmoothQuant alpha 0.85": ["onnx.batch_slices=false"],
+    "+ SmoothQuant alpha 0.95": ["onnx.int8_smooth_alpha=0.95", "onnx.batch_slices=false"],
+    "+ batch slices (shipped config)": [],
+}
+
+
+def _inputs(folder: Path, path: Path) -> tuple[PreTrainedTokenizerBase, dict[str, list[list[int]]]]:
+    from data.labeled_units import load_labeled, record_context
+    from models.classifier import encode_inputs, load_tokenizer
+    from models.classifier_config import load_saved_config
+
+    config = load_saved_config(folder)
+    tokenizer = load_tokenizer(str(folder))
+    records = load_labeled(path)
+    contexts = [record_context(r) for r in records] if config.model.context == "heading" else None
+    return tokenizer, encode_inputs(tokenizer, [r["text"] for r in records], contexts, config.model.prefix,
+                                    config.model.max_length)
+
+
+def _profile(file: Path, settings: OnnxSection, tokenizer: PreTrainedTokenizerBase,
+             encoded: dict[str, list[list[int]]]) -> list[tuple[str, float]]:
+    """Seconds per operator type over one pass at batch 32, from ONNX Runtime's own profiler."""
+    import onnxruntime as ort
+
+    from models.classifier import length_sorted_batches
+    from models.onnx_backend import session_options
+
+    options = session_options(settings)
+    options.enable_profiling = True
+    options.profile_file_prefix = str(file.parent / "profile")
+    session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=settings.session_fusions_off)
+    names = [node.name for node in session.get_inputs()]
+    for batch in length_sorted_batches([len(row) for row in encoded["input_ids"]], 32):
+        features = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="np")
+        session.run(None, {name: features[name].astype(np.int64) for name in names})
+    seconds: collections.Counter = collections.Counter()
+    for event in json.loads(Path(session.end_profiling()).read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            seconds[event["args"]["op_name"]] += event["dur"] / 1e6
+    return seconds.most_common(6)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", nargs="?", type=Path, help="classifier folder (default: the default model)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per variant; the median is reported")
+    parser.add_argument("--held-out", type=Path, default=ROOT / "data/labeled/devset.jsonl")
+    parser.add_argument("--profile", action="store_true", help="also print seconds per operator type")
+    args = parser.parse_args()
+
+    import torch
+
+    from models.classifier import forward_logits, load_classifier
+    from models.classifier_config import load_saved_config
+    from models.export_config import load_export_config
+    from models.onnx_backend import ONNX_FILES, OnnxClassifier, export_onnx, onnx_forward_logits
+    from models.predictor import default_model_dir
+
+    model_dir = (args.model_dir or default_model_dir()).resolve()
+    config = load_saved_config(model_dir)
+    torch.set_num_threads(config.train.threads)
+    seeds_tokenizer, seeds = _inputs(model_dir, load_export_config().parity.units_path())
+    _, held_out = _inputs(model_dir, args.held_out)
+    model = load_classifier(str(model_dir), config.model.head)
+    started = time.perf_counter()
+    forward_logits(model, seeds_tokenizer, seeds, 32)
+    torch_speed = len(seeds["input_ids"]) / (time.perf_counter() - started)
+    held_out_torch = forward_logits(model, seeds_tokenizer, held_out, 32)[0].argmax(1)
+    del model
+    print(f"PyTorch fp32 at batch 32: {torch_speed:.1f} units/s (one pass, for scale)\n")
+
+    with tempfile.TemporaryDirectory(prefix="chainstage-int8-") as scratch:
+        sessions, rows = {}, {}
+        for index, (name, overrides) in enumerate(VARIANTS.items()):
+            export = load_export_config(overrides=overrides)
+            folder = Path(scratch) / str(index)
+            folder.mkdir()
+            for path in model_dir.iterdir():
+                if path.is_file() and not path.name.endswith((".onnx", "onnx_parity.json")):
+                    (folder / path.name).symlink_to(path)
+            record = export_onnx(folder, export, int8=True, progress=False)
+            sessions[name] = OnnxClassifier(folder / ONNX_FILES["int8"], export.onnx)
+            held = onnx_forward_logits(sessions[name], seeds_tokenizer, held_out, 32)[0].argmax(1)
+            int8 = record["variants"]["int8"]
+            rows[name] = [int8["label_agreement"], float((held == held_out_torch).mean()),
+                          int8["max_probability_difference"], record["fused_operators"]]
+            print(f"  exported {name}", flush=True)
+            if args.profile:
+                profile_settings = dataclasses.replace(export.onnx, batch_slices=False)  # one run: one timeline
+                print("    " + ", ".join(f"{op} {seconds:.2f} s" for op, seconds in
+                                         _profile(folder / ONNX_FILES["int8"], profile_settings, seeds_tokenizer,
+                                                  seeds)))
+        # round-robin passes: the machine's speed drifts by 10-20 % over minutes, and every variant sees the drift
+        passes: dict[str, list[float]] = {name: [] for name in sessions}
+        for _ in range(args.repeats):
+            for name, session in sessions.items():
+                started = time.perf_counter()
+                onnx_forward_logits(session, seeds_tokenizer, seeds, 32)
+                passes[name].append(len(seeds["input_ids"]) / (time.perf_counter() - started))
+
+    print(f"\n{len(seeds['input_ids'])} seed units and {len(held_out['input_ids'])} held-out units "
+          f"({args.held_out.name}); int8 at batch 32, median of {args.repeats} passes; agreement is with PyTorch "
+          "fp32\n")
+    print("| export variant | int8 units/s | seed agreement | held-out agreement | max prob. diff | fused operators |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, (agreement, held, diff, fused) in rows.items():
+        speed = float(np.median(passes[name]))
+        ops = ", ".join(f"{op} {count}" for op, count in fused.items())
+        print(f"| {name} | {speed:.1f} | {agreement:.4f} | {held:.4f} | {diff:.4f} | {ops} |")
+
+
+if __name__ == "__main__":
+    main()
