@@ -230,11 +230,17 @@ def _quantize(fp32: Path, out: Path, config: OnnxSection) -> None:
     patterns = [re.compile(pattern) for pattern in config.int8_exclude]
     nodes = onnx.load(str(fp32), load_external_data=False).graph.node
     keep = [node.name for node in nodes if any(p.search(node.name) or p.fullmatch(node.op_type) for p in patterns)]
-    quantize_dynamic(fp32, out, weight_type=QuantType.QInt8, per_channel=config.int8_per_channel,
-                     reduce_range=config.int8_reduce_range, op_types_to_quantize=list(IntegerOpsRegistry),
-                     nodes_to_exclude=keep,
-                     # the fused contrib ops defeat ONNX shape inference; their outputs are float32
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it warns on the root logger to run a pre-processing step meant for CNNs
+    try:
+        quantize_dynamic(fp32, out, weight_type=QuantType.QInt8, per_channel=config.int8_per_channel,
+                         reduce_range=config.int8_reduce_range, op_types_to_quantize=list(IntegerOpsRegistry),
+                         nodes_to_exclude=keep,
+                         # the contrib ops (Gelu) defeat ONNX shape inference; their outputs are float32
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
 
 
 def export_onnx(folder: str | Path, config: ExportConfig, int8: bool = True, progress: bool = True) -> dict[str, Any]:
