@@ -22,7 +22,7 @@ from transformers import AutoModel, AutoTokenizer
 from data.labeled_units import load_labeled
 from data.labels import load_labels
 from models.base_encoder import ensure_base_encoder
-from models.classifier import length_sorted_batches, mean_pool
+from models.classifier import mean_pool, padded_batches
 from models.classifier_config import load_classifier_config
 
 
@@ -33,8 +33,7 @@ def features(records: list[dict], model: torch.nn.Module, tokenizer, prefix: str
     encoded = tokenizer([prefix + r["text"] for r in records], truncation=True, max_length=max_length)
     cls = np.zeros((len(records), model.config.hidden_size), dtype=np.float32)
     mean = np.zeros_like(cls)
-    for batch in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], 64):
-        padded = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="pt")
+    for batch, padded in padded_batches(tokenizer, encoded, 64):
         hidden = model(**padded).last_hidden_state
         cls[batch] = hidden[:, 0].numpy()
         mean[batch] = mean_pool(hidden, padded["attention_mask"]).numpy()

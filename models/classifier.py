@@ -16,6 +16,7 @@ from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    BatchEncoding,
     BertConfig,
     BertModel,
     BertPreTrainedModel,
@@ -125,6 +126,19 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[l
         yield order[start : start + batch_size].tolist()
 
 
+def padded_batches(tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list[list[int]]], batch_size: int,
+                   tensors: str = "pt", progress: str | None = None) -> Iterator[tuple[list[int], BatchEncoding]]:
+    """Length-sorted batches of encoded units, each padded to its longest: (unit indices, padded features).
+
+    ``progress`` names a tqdm bar over the batches; None shows none.
+    """
+    from tqdm.auto import tqdm
+
+    batches = list(length_sorted_batches([len(row) for row in encoded["input_ids"]], batch_size))
+    for batch in tqdm(batches, desc=progress, unit="batch", disable=progress is None):
+        yield batch, tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors=tensors)
+
+
 @torch.inference_mode()
 def forward_logits(
     model: nn.Module,
@@ -134,14 +148,10 @@ def forward_logits(
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits and mean-pooled last-layer embeddings for every encoded unit, in input order."""
-    from tqdm.auto import tqdm
-
     ids = encoded["input_ids"]
     logits = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
     embeddings = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
-    batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
-    for batch in tqdm(batches, desc="classifying", unit="batch", disable=not progress):
-        features = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="pt")
+    for batch, features in padded_batches(tokenizer, encoded, batch_size, progress="classifying" if progress else None):
         features = features.to(model.device)
         output = model(**features, output_hidden_states=True)
         logits[batch] = output.logits.float().cpu().numpy()

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from models.classifier import length_sorted_batches, load_tokenizer, mean_pool
+from models.classifier import load_tokenizer, mean_pool, padded_batches
 
 
 class SentenceEncoder:
@@ -22,15 +22,10 @@ class SentenceEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        from tqdm.auto import tqdm
-
-
         encoded = self.tokenizer([self.prefix + text for text in texts], truncation=True, max_length=self.max_length)
         vectors = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        batches = list(length_sorted_batches([len(ids) for ids in encoded["input_ids"]], self.batch_size))
-        for batch in tqdm(batches, desc="embedding", unit="batch", disable=not progress):
-            features = self.tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded},
-                                          return_tensors="pt")
+        for batch, features in padded_batches(self.tokenizer, encoded, self.batch_size,
+                                              progress="embedding" if progress else None):
             hidden = self.model(**features).last_hidden_state
             vectors[batch] = mean_pool(hidden, features["attention_mask"]).numpy()
         return vectors

@@ -32,10 +32,10 @@ from models.classifier import (
     MeanPoolingClassifier,
     encode_inputs,
     forward_logits,
-    length_sorted_batches,
     load_classifier,
     load_tokenizer,
     mean_pool,
+    padded_batches,
     softmax,
 )
 from models.classifier_config import ClassifierConfig, load_saved_config
@@ -85,7 +85,8 @@ class OnnxClassifier:
 
     With ``batch_slices`` each batch is cut into ``threads`` row slices that run at once on a single-threaded
     session (ONNX Runtime releases the GIL and allows concurrent runs): on 2 cores that beat one run on 2 intra-op
-    threads by about 10 % at batch 32, since BERT's many small element-wise ops scale poorly across threads.
+    threads at batch 32 (benchmarks/int8_variants.py), since BERT's many small element-wise ops scale poorly across
+    threads.
     """
 
     def __init__(self, path: str | Path, settings: OnnxSection) -> None:
@@ -114,8 +115,8 @@ class OnnxClassifier:
             logits, embeddings = self.session.run(["logits", "embeddings"], feed)
             return logits, embeddings
         slices = np.array_split(np.arange(rows), min(self.slices, rows))
-        outputs = list(self.pool.map(lambda rows: self.session.run(["logits", "embeddings"],
-                                                                   {name: value[rows] for name, value in feed.items()}),
+        outputs = list(self.pool.map(lambda part: self.session.run(["logits", "embeddings"],
+                                                                   {name: value[part] for name, value in feed.items()}),
                                      slices))
         return np.concatenate([out[0] for out in outputs]), np.concatenate([out[1] for out in outputs])
 
@@ -123,14 +124,11 @@ class OnnxClassifier:
 def onnx_forward_logits(model: OnnxClassifier, tokenizer: PreTrainedTokenizerBase, encoded: dict[str, list[list[int]]],
                         batch_size: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Logits and embeddings for every encoded unit, in input order: the ONNX twin of ``forward_logits``."""
-    from tqdm.auto import tqdm
-
     ids = encoded["input_ids"]
     logits = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
     embeddings = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
-    batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
-    for batch in tqdm(batches, desc="classifying (onnx)", unit="batch", disable=not progress):
-        features = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="np")
+    for batch, features in padded_batches(tokenizer, encoded, batch_size, "np",
+                                          progress="classifying (onnx)" if progress else None):
         logits[batch], embeddings[batch] = model.run(features)
     return logits, embeddings
 
@@ -301,7 +299,7 @@ def export_onnx(folder: str | Path, config: ExportConfig, int8: bool = True, pro
     return record
 
 
-def _encoded_units(classifier: ClassifierConfig, tokenizer: PreTrainedTokenizerBase, path: Path
+def encoded_units(classifier: ClassifierConfig, tokenizer: PreTrainedTokenizerBase, path: Path
                    ) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]]]:
     """Labelled units and their model inputs, encoded as the classifier encodes units."""
     records = load_labeled(path)
@@ -313,9 +311,8 @@ def _encoded_units(classifier: ClassifierConfig, tokenizer: PreTrainedTokenizerB
 def calibration_feeds(classifier: ClassifierConfig, tokenizer: PreTrainedTokenizerBase,
                        config: ExportConfig, inputs: list[str]) -> Iterator[dict[str, np.ndarray]]:
     """The calibration units as padded graph inputs, the batches SmoothQuant measures activation ranges on."""
-    _, encoded = _encoded_units(classifier, tokenizer, config.onnx.calibration_path())
-    for batch in length_sorted_batches([len(row) for row in encoded["input_ids"]], config.parity.batch_size):
-        features = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="np")
+    _, encoded = encoded_units(classifier, tokenizer, config.onnx.calibration_path())
+    for _, features in padded_batches(tokenizer, encoded, config.parity.batch_size, "np"):
         yield {name: features[name].astype(np.int64) for name in inputs}
 
 
@@ -340,7 +337,7 @@ def check_parity(folder: Path, variants: list[str], config: ExportConfig, progre
     """Run PyTorch and every ONNX variant on every labelled unit; compare labels, probabilities, macro-F1, speed."""
     classifier = _classifier_config(folder)
     tokenizer = load_tokenizer(str(folder))
-    records, encoded = _encoded_units(classifier, tokenizer, config.parity.units_path())
+    records, encoded = encoded_units(classifier, tokenizer, config.parity.units_path())
     temperature = float(json.loads((folder / "calibration.json").read_text())["temperature"])
     torch.set_num_threads(classifier.train.threads)
 

@@ -14,7 +14,7 @@ import torch
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.preprocessing import StandardScaler
 
-from models.classifier import length_sorted_batches
+from models.classifier import padded_batches
 
 
 @torch.inference_mode()
@@ -28,8 +28,7 @@ def head_features(model: torch.nn.Module, tokenizer: Any, encoded: dict[str, lis
     was_training = model.training
     model.eval()  # dropout off: the probe must see the features the head will see at inference
     try:
-        for batch in length_sorted_batches([len(row) for row in ids], batch_size):
-            padded = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="pt")
+        for batch, padded in padded_batches(tokenizer, encoded, batch_size):
             model(**padded.to(model.device))
             features[batch] = captured.pop().float().cpu().numpy()
     finally:
