@@ -44,20 +44,8 @@ VARIANTS = {
     "+ SmoothQuant alpha 0.85": ["onnx.batch_slices=false"],
     "+ SmoothQuant alpha 0.95": ["onnx.int8_smooth_alpha=0.95", "onnx.batch_slices=false"],
     "+ batch slices (shipped config)": [],
+    "shipped config, but attention fused": ["onnx.fusions_off=[skip_layer_norm,bias_skip_layer_norm,bias_gelu]"],
 }
-
-
-def _inputs(folder: Path, path: Path) -> tuple[PreTrainedTokenizerBase, dict[str, list[list[int]]]]:
-    from data.labeled_units import load_labeled, record_context
-    from models.classifier import encode_inputs, load_tokenizer
-    from models.classifier_config import load_saved_config
-
-    config = load_saved_config(folder)
-    tokenizer = load_tokenizer(str(folder))
-    records = load_labeled(path)
-    contexts = [record_context(r) for r in records] if config.model.context == "heading" else None
-    return tokenizer, encode_inputs(tokenizer, [r["text"] for r in records], contexts, config.model.prefix,
-                                    config.model.max_length)
 
 
 def _profile(file: Path, settings: OnnxSection, tokenizer: PreTrainedTokenizerBase,
@@ -65,7 +53,7 @@ def _profile(file: Path, settings: OnnxSection, tokenizer: PreTrainedTokenizerBa
     """Seconds per operator type over one pass at batch 32, from ONNX Runtime's own profiler."""
     import onnxruntime as ort
 
-    from models.classifier import length_sorted_batches
+    from models.classifier import padded_batches
     from models.onnx_backend import session_options
 
     options = session_options(settings)
@@ -74,8 +62,7 @@ def _profile(file: Path, settings: OnnxSection, tokenizer: PreTrainedTokenizerBa
     session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"],
                                    disabled_optimizers=settings.session_fusions_off)
     names = [node.name for node in session.get_inputs()]
-    for batch in length_sorted_batches([len(row) for row in encoded["input_ids"]], 32):
-        features = tokenizer.pad({key: [encoded[key][i] for i in batch] for key in encoded}, return_tensors="np")
+    for _, features in padded_batches(tokenizer, encoded, 32, "np"):
         session.run(None, {name: features[name].astype(np.int64) for name in names})
     seconds: collections.Counter = collections.Counter()
     for event in json.loads(Path(session.end_profiling()).read_text()):
@@ -94,17 +81,18 @@ def main() -> None:
 
     import torch
 
-    from models.classifier import forward_logits, load_classifier
+    from models.classifier import forward_logits, load_classifier, load_tokenizer
     from models.classifier_config import load_saved_config
     from models.export_config import load_export_config
-    from models.onnx_backend import ONNX_FILES, OnnxClassifier, export_onnx, onnx_forward_logits
+    from models.onnx_backend import ONNX_FILES, OnnxClassifier, encoded_units, export_onnx, onnx_forward_logits
     from models.predictor import default_model_dir
 
     model_dir = (args.model_dir or default_model_dir()).resolve()
     config = load_saved_config(model_dir)
     torch.set_num_threads(config.train.threads)
-    seeds_tokenizer, seeds = _inputs(model_dir, load_export_config().parity.units_path())
-    _, held_out = _inputs(model_dir, args.held_out)
+    seeds_tokenizer = load_tokenizer(str(model_dir))
+    _, seeds = encoded_units(config, seeds_tokenizer, load_export_config().parity.units_path())
+    _, held_out = encoded_units(config, seeds_tokenizer, args.held_out)
     model = load_classifier(str(model_dir), config.model.head)
     started = time.perf_counter()
     forward_logits(model, seeds_tokenizer, seeds, 32)
