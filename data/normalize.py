@@ -56,9 +56,11 @@ def _ends_line(line: str, config: ReadingConfig) -> bool:
 
 def _joins_next(line: str, nxt: str, config: ReadingConfig) -> bool:
     """A line broken mid-sentence: no closing punctuation, long or ending mid-phrase, next line directly on."""
-    if not line or not nxt or _ends_line(line, config):
+    if not line or not nxt or config.stands_alone(nxt):
         return False
-    if config.heading_level(line) is not None or config.heading_level(nxt) is not None:
+    if any(regex.match(line) for regex in config.join_regexes):
+        return True
+    if _ends_line(line, config) or config.stands_alone(line):
         return False
     return len(line) >= config.join_min_chars or line[-1] in config.join_after
 

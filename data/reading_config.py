@@ -17,6 +17,21 @@ class HeadingRule:
 
 
 @dataclass(frozen=True)
+class TitleRule:
+    """Unnumbered chapter titles: their level depends on whether the report numbers its chapters."""
+
+    pattern: str
+    level: int
+    level_under_numbered: int
+
+
+@dataclass(frozen=True)
+class AppendixRule:
+    pattern: str
+    level: int
+
+
+@dataclass(frozen=True)
 class ReadingConfig:
     max_bytes: int
     min_cjk_ratio: float
@@ -26,9 +41,13 @@ class ReadingConfig:
     join_after: str
     pdf_wrap_ratio: float
     sentence_end: str
+    heading_end: str
     closers: str
     line_end: str
+    join_lines: list[str]
     headings: list[HeadingRule]
+    titles: TitleRule
+    appendix: AppendixRule
     furniture: list[str]
 
     @cached_property
@@ -39,12 +58,36 @@ class ReadingConfig:
     def furniture_regexes(self) -> list[re.Pattern[str]]:
         return [re.compile(pattern) for pattern in self.furniture]
 
+    @cached_property
+    def join_regexes(self) -> list[re.Pattern[str]]:
+        return [re.compile(pattern) for pattern in self.join_lines]
+
+    @cached_property
+    def title_regex(self) -> re.Pattern[str]:
+        return re.compile(self.titles.pattern)
+
+    @cached_property
+    def appendix_regex(self) -> re.Pattern[str]:
+        return re.compile(self.appendix.pattern)
+
     def heading_level(self, line: str) -> int | None:
-        """Level of the heading that starts ``line`` (already stripped), or None for body text."""
+        """Level of the numbered heading that starts ``line`` (already stripped), or None for body text."""
         for regex, level in self.heading_regexes:
             if regex.match(line):
                 return level
         return None
+
+    def is_furniture(self, text: str) -> bool:
+        return any(regex.search(text) for regex in self.furniture_regexes)
+
+    def stands_alone(self, line: str) -> bool:
+        """A line never joined to a neighbour: a heading, a title, an appendix line or page furniture."""
+        return (
+            self.heading_level(line) is not None
+            or bool(self.title_regex.match(line))
+            or bool(self.appendix_regex.match(line))
+            or self.is_furniture(line)
+        )
 
 
 def load_reading_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ReadingConfig:

@@ -95,15 +95,16 @@ def _sentence_spans(text: str, start: int, end: int, config: ReadingConfig) -> I
         i = j
 
 
-def _line_units(text: str, start: int, end: int, config: ReadingConfig) -> Iterator[tuple[int, int, bool]]:
-    """Units of one line as (start, end, is_heading); a heading runs to its first 。 (guide, rule 2)."""
+def _line_units(
+    text: str, start: int, end: int, config: ReadingConfig, level: int | None
+) -> Iterator[tuple[int, int, bool]]:
+    """Units of one line as (start, end, is_heading); a heading runs to its first 。 or ； (guide, "Unit")."""
     while start < end and text[start].isspace():
         start += 1
     if start >= end:
         return
-    if config.heading_level(text[start:end]) is not None:
-        stop = text.find("。", start, end)
-        stop = end if stop < 0 else stop + 1
+    if level is not None:
+        stop = next((i + 1 for i in range(start, end) if text[i] in config.heading_end), end)
         while stop < end and text[stop] in config.closers:
             stop += 1
         head_end = stop
@@ -113,6 +114,31 @@ def _line_units(text: str, start: int, end: int, config: ReadingConfig) -> Itera
         start = stop
     for span in _sentence_spans(text, start, end, config):
         yield (*span, False)
+
+
+class _HeadingLevels:
+    """Section levels of a report's heading lines, which depend on what came before in the report.
+
+    Unnumbered titles ("2026年重点工作") are chapters only in reports that do not number their chapters; after an
+    appendix line ("附件1") every heading nests one level deeper, so the appendix's own numbered list
+    ("一、提高低保…") does not open new top-level chapters.
+    """
+
+    def __init__(self, lines: list[str], config: ReadingConfig) -> None:
+        self.config = config
+        self.numbered = any(config.heading_level(line.strip()) == 1 for line in lines)
+        self.shift = 0
+
+    def level(self, line: str) -> int | None:
+        line = line.strip()
+        config = self.config
+        if config.appendix_regex.match(line):
+            self.shift = 1
+            return config.appendix.level
+        level = config.heading_level(line)
+        if level is None and config.title_regex.match(line):
+            level = config.titles.level_under_numbered if self.numbered else config.titles.level
+        return None if level is None else level + self.shift
 
 
 def _title(heading: str) -> str:
@@ -126,19 +152,21 @@ def segment_report(normalized: NormalizedText, report_id: str, source: str, conf
     stack = [root]
     units: list[Unit] = []
     pos = 0
-    for line in text.split("\n"):
-        for start, end, is_heading in _line_units(text, pos, pos + len(line), config):
+    lines = text.split("\n")
+    levels = _HeadingLevels(lines, config)
+    for line in lines:
+        level = None if config.is_furniture(line.strip()) else levels.level(line)
+        for start, end, is_heading in _line_units(text, pos, pos + len(line), config, level):
             unit_text = text[start:end]
             kind: UnitKind = "body"
-            if is_heading:
-                level = config.heading_level(unit_text) or 1
+            if is_heading and level is not None:
                 while stack[-1].level >= level:
                     stack.pop()
                 section = Section(title=_title(unit_text), level=level, path=(*stack[-1].path, _title(unit_text)))
                 stack[-1].children.append(section)
                 stack.append(section)
                 kind = "heading"
-            elif any(regex.search(unit_text) for regex in config.furniture_regexes):
+            elif config.is_furniture(unit_text):
                 kind = "furniture"
             unit = Unit(
                 unit_id=f"{report_id}-{len(units):04d}",
