@@ -50,7 +50,7 @@ def main() -> None:
     base = ensure_base_encoder(config.model.base)
     tokenizer, model = AutoTokenizer.from_pretrained(base), AutoModel.from_pretrained(base).eval()
     labels = load_labels()
-    seeds, devset = load_labeled(config.data.labeled), load_labeled("data/labeled/devset.jsonl")
+    seeds, devset = load_labeled("data/labeled/seeds.jsonl"), load_labeled("data/labeled/devset.jsonl")
     y = np.array([labels.label2id[r["label"]] for r in seeds])
     y_dev = np.array([labels.label2id[r["label"]] for r in devset])
     report = np.array([r["report_id"][:3] for r in seeds])

@@ -30,6 +30,22 @@ def load_labeled(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def load_labeled_files(paths: list[str] | list[Path]) -> list[dict[str, Any]]:
+    """Read several labelled files into one list; each record's ``genre`` is its file's stem unless it names one.
+
+    One file per genre (seeds.jsonl, provincial.jsonl) is what lets evaluation test across genres.
+    """
+    records = []
+    for path in paths:
+        for record in load_labeled(path):
+            record.setdefault("genre", Path(path).stem)
+            records.append(record)
+    duplicated = len(records) - len({record["unit_id"] for record in records})
+    if duplicated:
+        raise ConfigError(f"{', '.join(map(str, paths))}: {duplicated} unit ids are labelled in more than one file")
+    return records
+
+
 def heading_context(section_path: list[str] | tuple[str, ...], is_heading: bool) -> str:
     """The nearest heading above a unit (a heading's own title is the last path element, so skip it)."""
     path = list(section_path)[:-1] if is_heading else list(section_path)

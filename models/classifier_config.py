@@ -12,8 +12,12 @@ from data.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataSection:
-    labeled: str
+    labeled: list[str] | str  # a single path: model folders saved before there was one file per genre
     dev_fraction: float
+
+    @property
+    def labeled_files(self) -> list[str]:
+        return [self.labeled] if isinstance(self.labeled, str) else list(self.labeled)
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,20 @@ class PredictSection:
 
 
 @dataclass(frozen=True)
+class EvaluateSection:
+    folds: int
+    devset: str | None
+    output_dir: str
+
+
+@dataclass(frozen=True)
 class ClassifierConfig:
     data: DataSection
     model: ModelSection
     train: TrainSection
     calibration: CalibrationSection
     predict: PredictSection
+    evaluate: EvaluateSection
     output_dir: str
 
     def __post_init__(self) -> None:

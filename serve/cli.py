@@ -82,7 +82,7 @@ def train(
 
     Example: `chainstage train configs/classifier.yaml --set train.epochs=3 -o runs/try`
     """
-    from data.labeled_units import load_labeled
+    from data.labeled_units import load_labeled_files
     from data.labels import load_labels
     from models.classifier_config import load_classifier_config
     from models.predictor import default_model_dir
@@ -93,7 +93,7 @@ def train(
     if default and (folder / "training_config.yaml").is_file():
         Console().print(f"default model already trained: {folder}")
         return
-    folder = train_and_save(cfg, load_labels(), load_labeled(cfg.data.labeled), folder)
+    folder = train_and_save(cfg, load_labels(), load_labeled_files(cfg.data.labeled_files), folder)
     Console().print(f"model folder: {folder}")
     if default:
         _export_default_model(folder)
@@ -123,27 +123,25 @@ def _export_default_model(folder: Path) -> None:
 def evaluate(
     config: ConfigArgument = None,
     overrides: SetOption = None,
-    devset: Annotated[Path | None, typer.Option(help="Also train on all seeds and test on this labelled JSONL")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.json and results.md")] = Path(
-        "runs/evaluate"),
     onnx: Annotated[bool, typer.Option("--onnx", help="Also export each fold's model to ONNX fp32 and int8 and score "
-                                       "them on the held-out report (needs the onnx extra)")] = False,
+                                       "them on the held-out reports (needs the onnx extra)")] = False,
 ) -> None:
-    """Leave-one-report-out evaluation of the fine-tuned model and three baselines on the same folds.
+    """Held-out reports by genre, cross-genre and devset evaluation of the fine-tuned model and the baselines.
 
-    Example: `chainstage evaluate --devset data/labeled/devset.jsonl -o runs/evaluate`
+    Example: `chainstage evaluate --set evaluate.output_dir=runs/evaluate-lr5e-5 --set train.learning_rate=5e-5`
     """
     import json
 
-    from data.labeled_units import load_labeled
+    from data.labeled_units import load_labeled, load_labeled_files
     from data.labels import load_labels
     from models.classifier_config import load_classifier_config
     from training.crossval import cross_validate, results_markdown
 
     cfg = load_classifier_config(config, overrides)
     labels = load_labels()
-    results = cross_validate(load_labeled(cfg.data.labeled), cfg, labels,
-                             devset=load_labeled(devset) if devset else None, onnx=onnx)
+    devset = load_labeled(cfg.evaluate.devset) if cfg.evaluate.devset else None
+    results = cross_validate(load_labeled_files(cfg.data.labeled_files), cfg, labels, devset=devset, onnx=onnx)
+    output = Path(cfg.evaluate.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     table = results_markdown(results, labels)

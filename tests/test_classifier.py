@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from data.errors import ConfigError, ModelError
-from data.labeled_units import load_labeled
+from data.labeled_units import load_labeled, load_labeled_files
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.predictor import Predictor
@@ -19,6 +19,7 @@ from models.stage_profile import stage_profile
 from serve.cli import app
 from training.baselines import embedding_logreg, keyword_rules, tfidf_logreg
 from training.calibration import calibrate_temperature, nll
+from training.crossval import cross_validate, ensemble_probabilities, report_folds, results_markdown
 from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,9 +121,51 @@ def test_baselines_run():
     assert [labels.names[i] for i in predicted] == ["科学发现", "人才支撑", "其他"]
     texts = ["建设国家实验室", "培育高新技术企业", "引进青年人才", "设立科技金融基金"] * 3
     y = np.array([0, 2, 3, 4] * 3)
-    assert (tfidf_logreg(texts, y, texts, seed=0) == y).mean() == 1.0
+    probabilities = tfidf_logreg(texts, y, texts, seed=0, num_labels=6)
+    assert probabilities.shape == (12, 6) and (probabilities.argmax(1) == y).all()
+    assert np.allclose(probabilities.sum(1), 1) and not probabilities[:, [1, 5]].any()  # labels absent from training
     vectors = np.eye(5)[y] + 0.01
-    assert (embedding_logreg(vectors, y, vectors, seed=0) == y).all()
+    assert (embedding_logreg(vectors, y, vectors, seed=0, num_labels=6).argmax(1) == y).all()
+
+
+def test_ensemble_is_the_renormalised_geometric_mean():
+    sure = np.array([[0.9, 0.1], [0.5, 0.5]])
+    unsure = np.array([[0.4, 0.6], [0.2, 0.8]])
+    combined = ensemble_probabilities([sure, unsure])
+    expected = np.sqrt(sure * unsure)
+    assert np.allclose(combined, expected / expected.sum(1, keepdims=True))
+    assert combined.argmax(1).tolist() == [0, 1]
+
+
+def _two_genres() -> list[dict]:
+    seeds = load_labeled_files([ROOT / "data/labeled/seeds.jsonl"])
+    provincial = [{**r, "genre": "provincial"} for r in load_labeled(ROOT / "data/labeled/devset.jsonl")]
+    return [r for r in seeds if r["report_id"][:3] in ("000", "001", "003")] + provincial
+
+
+def test_folds_hold_out_every_report_once_and_mix_the_genres():
+    records = _two_genres()
+    folds = report_folds(records, 3)
+    held = [report for fold in folds for report in fold]
+    assert sorted(held) == sorted({r["report_id"] for r in records}) and len(held) == len(set(held))
+    genre = {r["report_id"]: r["genre"] for r in records}
+    assert all({genre[r] for r in fold} == {"seeds", "provincial"} for fold in folds)
+    assert len(report_folds(records, 99)) == len(held)  # more folds than reports: leave-one-report-out
+
+
+def test_grouped_and_cross_genre_evaluation_run_every_method_on_the_same_units(tiny_base):
+    records = _two_genres()
+    config = tiny_config(tiny_base, "evaluate.folds=2", "train.linear_probe=false")
+    results = cross_validate(records, config, load_labels(), progress=False, devset=records[:40])
+    assert set(results["grouped"]) == {"seeds", "provincial"}
+    for genre, by_method in results["grouped"].items():
+        units = {m: sum(row["units"] for row in v["reports"]) for m, v in by_method.items()}
+        assert set(units.values()) == {sum(r["genre"] == genre for r in records)}
+        assert "fine-tuned + tf-idf" in by_method and "keyword rules" in by_method
+    assert set(results["cross_genre"]) == {"seeds → provincial", "provincial → seeds"}
+    assert results["devset"]["units"] == 40
+    table = results_markdown(results, load_labels())
+    assert "Cross-genre: train on `seeds`, test on `provincial`" in table and "genre `provincial`" in table
 
 
 def test_bad_model_path_config_key_and_set_value_name_themselves(tmp_path):

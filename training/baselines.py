@@ -29,22 +29,30 @@ def keyword_rules(texts: list[str], labels: LabelSet) -> np.ndarray:
     return np.array(predictions)
 
 
-def tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, test_texts: list[str], seed: int) -> np.ndarray:
-    """Character 1-3-gram TF-IDF with a class-balanced logistic regression."""
+def _full_proba(model, x, num_labels: int) -> np.ndarray:  # noqa: ANN001
+    """predict_proba over every label, with 0 for a label absent from the training fold."""
+    out = np.zeros((len(x) if isinstance(x, list) else x.shape[0], num_labels))
+    out[:, model.classes_] = model.predict_proba(x)
+    return out
+
+
+def tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, test_texts: list[str], seed: int,
+                 num_labels: int) -> np.ndarray:
+    """Character 1-3-gram TF-IDF with a class-balanced logistic regression; returns probabilities."""
     model = make_pipeline(
         TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1),
         LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced", random_state=seed),
     )
     model.fit(train_texts, train_labels)
-    return model.predict(test_texts)
+    return _full_proba(model, test_texts, num_labels)
 
 
 def embedding_logreg(train_vectors: np.ndarray, train_labels: np.ndarray, test_vectors: np.ndarray,
-                     seed: int) -> np.ndarray:
-    """Logistic regression on frozen, L2-normalised sentence vectors."""
+                     seed: int, num_labels: int) -> np.ndarray:
+    """Logistic regression on frozen, L2-normalised sentence vectors; returns probabilities."""
     def normalise(x: np.ndarray) -> np.ndarray:
         return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9)
 
     model = LogisticRegression(max_iter=3000, C=10.0, class_weight="balanced", random_state=seed)
     model.fit(normalise(train_vectors), train_labels)
-    return model.predict(normalise(test_vectors))
+    return _full_proba(model, normalise(test_vectors), num_labels)

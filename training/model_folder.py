@@ -78,7 +78,7 @@ def save_model_folder(fitted: FittedClassifier, config: ClassifierConfig, labels
                               out_dir / "confusion_matrix.png", "dev units")
     versions = package_versions()
     manifest = {
-        "data_file": config.data.labeled,
+        "data_files": config.data.labeled_files,
         "data_sha256": data_hash(records),
         "reports": sorted({r["report_id"] for r in records}),
         "train_units": fitted.train_size,
