@@ -1,7 +1,7 @@
-"""Inter-annotator agreement between the two labelling passes: ``python -m data.agreement``.
+"""Inter-annotator agreement between the two labelling passes: ``python -m data.agreement [--labels provincial]``.
 
-Cohen's kappa (scikit-learn) between the first pass and the independent second pass over the same units,
-and between the adjudicated final labels and the second pass.
+Cohen's kappa (scikit-learn) between the first pass and the independent second pass over the same units, overall
+and per report, and between the adjudicated final labels and the second pass.
 """
 
 from __future__ import annotations
@@ -30,19 +30,34 @@ def pass_agreement(first: list[dict], second: list[dict]) -> dict:
     }
 
 
+def per_report_kappa(first: list[dict], second: list[dict]) -> dict[str, dict]:
+    """pass_agreement within each report; kappa is nan where a report's shared units all carry one label."""
+    out = {}
+    for report in sorted({record["report_id"] for record in second}):
+        part = [record for record in second if record["report_id"] == report]
+        labels_seen = {record["label"] for record in part} | {
+            record["label"] for record in first if record["report_id"] == report}
+        result = pass_agreement(first, part)
+        out[report] = result if len(labels_seen) > 1 else {**result, "kappa": float("nan")}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--first", type=Path, default=LABELED / "seeds_pass1.jsonl")
-    parser.add_argument("--second", type=Path, default=LABELED / "seeds_pass2.jsonl")
-    parser.add_argument("--final", type=Path, default=LABELED / "seeds.jsonl")
+    parser.add_argument("--labels", default="seeds", help="the labelled set: NAME.jsonl, NAME_pass1/2.jsonl")
     args = parser.parse_args()
-    second = load_labeled(args.second)
-    for name, path in (("first pass vs second pass", args.first), ("final (adjudicated) vs second pass", args.final)):
-        result = pass_agreement(load_labeled(path), second)
+    first = load_labeled(LABELED / f"{args.labels}_pass1.jsonl")
+    second = load_labeled(LABELED / f"{args.labels}_pass2.jsonl")
+    final = load_labeled(LABELED / f"{args.labels}.jsonl")
+    for name, labelled in (("first pass vs second pass", first), ("final (adjudicated) vs second pass", final)):
+        result = pass_agreement(labelled, second)
         print(f"{name}: kappa {result['kappa']:.3f}, raw agreement {result['agreement']:.3f} "
               f"over {result['units']} units")
         for (x, y), count in result["disagreements"].most_common():
             print(f"  {x} -> {y}: {count}")
+    print("\nfirst pass vs second pass, per report:\n\n| report | units | kappa | raw agreement |\n|---|---|---|---|")
+    for report, result in per_report_kappa(first, second).items():
+        print(f"| {report} | {result['units']} | {result['kappa']:.3f} | {result['agreement']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,17 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from data.configuration import config_path, load_config
+from data.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class HeadingRule:
     pattern: str
     level: int
+    scope: Literal["section", "line"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,24 @@ class AppendixRule:
 
 
 @dataclass(frozen=True)
+class OcrConfig:
+    """How scanned PDF pages and page images are read by OCR (the optional ``chainstage[ocr]`` extra)."""
+
+    dpi: int
+    min_confidence: float
+    threads: int
+    angle_classifier: bool
+
+    def __post_init__(self) -> None:
+        if not 72 <= self.dpi <= 600:
+            raise ConfigError(f"config key 'ocr.dpi' must be between 72 and 600, got {self.dpi}")
+        if not 0 <= self.min_confidence <= 1:
+            raise ConfigError(f"config key 'ocr.min_confidence' must be between 0 and 1, got {self.min_confidence}")
+        if self.threads < 1:
+            raise ConfigError(f"config key 'ocr.threads' must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
 class ReadingConfig:
     max_bytes: int
     min_cjk_ratio: float
@@ -40,6 +61,7 @@ class ReadingConfig:
     join_min_chars: int
     join_after: str
     pdf_wrap_ratio: float
+    ocr: OcrConfig
     sentence_end: str
     heading_end: str
     closers: str
@@ -51,8 +73,8 @@ class ReadingConfig:
     furniture: list[str]
 
     @cached_property
-    def heading_regexes(self) -> list[tuple[re.Pattern[str], int]]:
-        return [(re.compile(rule.pattern), rule.level) for rule in self.headings]
+    def heading_regexes(self) -> list[tuple[re.Pattern[str], HeadingRule]]:
+        return [(re.compile(rule.pattern), rule) for rule in self.headings]
 
     @cached_property
     def furniture_regexes(self) -> list[re.Pattern[str]]:
@@ -70,12 +92,13 @@ class ReadingConfig:
     def appendix_regex(self) -> re.Pattern[str]:
         return re.compile(self.appendix.pattern)
 
+    def heading_rule(self, line: str) -> HeadingRule | None:
+        """The numbered-heading rule that ``line`` (already stripped) starts with, or None for body text."""
+        return next((rule for regex, rule in self.heading_regexes if regex.match(line)), None)
+
     def heading_level(self, line: str) -> int | None:
-        """Level of the numbered heading that starts ``line`` (already stripped), or None for body text."""
-        for regex, level in self.heading_regexes:
-            if regex.match(line):
-                return level
-        return None
+        rule = self.heading_rule(line)
+        return None if rule is None else rule.level
 
     def is_furniture(self, text: str) -> bool:
         return any(regex.search(text) for regex in self.furniture_regexes)

@@ -156,6 +156,8 @@ def segment_report(normalized: NormalizedText, report_id: str, source: str, conf
     levels = _HeadingLevels(lines, config)
     for line in lines:
         level = None if config.is_furniture(line.strip()) else levels.level(line)
+        rule = config.heading_rule(line.strip())
+        line_scoped = level is not None and rule is not None and rule.scope == "line"
         for start, end, is_heading in _line_units(text, pos, pos + len(line), config, level):
             unit_text = text[start:end]
             kind: UnitKind = "body"
@@ -182,5 +184,7 @@ def segment_report(normalized: NormalizedText, report_id: str, source: str, conf
                 stack[-1].heading = unit
             stack[-1].units.append(unit)
             units.append(unit)
+        if line_scoped:  # a run-in list item ("——这是…的五年。…") heads its own line only
+            stack.pop()
         pos += len(line) + 1
     return Report(report_id=report_id, source=source, normalized=normalized, units=units, root=root)
