@@ -74,3 +74,29 @@ def test_second_pass_is_a_quarter_of_every_report_and_kappa_recomputes(seed_reco
         assert abs(sampled - 0.25 * total) <= 1
     result = pass_agreement(load_labeled(LABELED / "seeds_pass1.jsonl"), second)
     assert result["units"] == len(second) and 0.75 <= result["kappa"] <= 1.0
+
+
+def test_provincial_labels_match_the_current_segmentation_and_skip_furniture(reading_config):
+    records = load_labeled(LABELED / "provincial.jsonl")
+    corpus = ROOT / "data" / "corpus" / "provincial-2026"
+    units = {u.unit_id: u for path in sorted(corpus.glob("*.txt")) for u in load_report(path, reading_config).units}
+    assert len(records) >= 3000 and len({r["report_id"] for r in records}) == 16
+    assert len({r["unit_id"] for r in records}) == len(records)
+    names = set(load_labels().names)
+    for record in records:
+        unit = units[record["unit_id"]]
+        assert (record["start"], record["end"], record["text"]) == (unit.start, unit.end, unit.text)
+        assert tuple(record["section_path"]) == unit.section_path and record["kind"] == unit.kind != "furniture"
+        assert record["label"] in names and (record["confidence"] == "high" or record["note"])
+
+
+def test_provincial_second_pass_is_a_stratified_quarter_and_kappa_recomputes():
+    final = load_labeled(LABELED / "provincial.jsonl")
+    second = load_labeled(LABELED / "provincial_pass2.jsonl")
+    for report in {r["report_id"] for r in final}:
+        total = sum(r["report_id"] == report for r in final)
+        sampled = sum(r["report_id"] == report for r in second)
+        assert 0.25 * total <= sampled <= 0.3 * total + 1, report
+    result = pass_agreement(load_labeled(LABELED / "provincial_pass1.jsonl"), second)
+    assert result["units"] == len(second) and result["kappa"] >= 0.85
+    assert pass_agreement(final, second)["kappa"] > result["kappa"]  # adjudication resolved disagreements
