@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,ray,onnx,browser
+EXTRAS := dev,ray,onnx,browser,ocr
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
 RUN_FILE ?= seeds/001_2040a8d96ddfc16d.txt
@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests use: Chromium for the report-page test, a CJK font for charts.
+# Debian packages the tests use: Chromium for the report-page test, and a CJK font for the page text it shows.
+# (Charts need neither: they draw with the Noto Sans CJK font that the noto-cjk-sans-otc dependency installs.)
 # Installed only when missing, and only where apt-get exists and we are root (CI machines are).
 $(SYSTEM_STAMP): | $(STAMP)
 	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi 'wenquanyi'; then \

@@ -3,7 +3,7 @@
 Usage: .venv/bin/python benchmarks/classifier_speed.py [--home DIR]
 
 1. First run: `chainstage train --default` in a fresh `CHAINSTAGE_HOME` (``--home``, default a new temporary folder),
-   so it builds the base encoder from the pinned wheels, trains on every labelled seed unit and exports ONNX, as
+   so it builds the base encoder from the pinned wheels, trains on every labelled unit and exports ONNX, as
    `make run` does on a new machine. The venv install is not included: pip's time depends on the network.
 2. Later runs: `chainstage classify` on a seed report with the model in place, timed from process start.
 3. Throughput of the trained default model on all seed reports, per backend, with `Predictor` in this process.

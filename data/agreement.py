@@ -10,8 +10,9 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
+from data.errors import LabelingError
 from data.labeled_units import load_labeled
 
 LABELED = Path(__file__).resolve().parent / "labeled"
@@ -40,6 +41,26 @@ def per_report_kappa(first: list[dict], second: list[dict]) -> dict[str, dict]:
         result = pass_agreement(first, part)
         out[report] = result if len(labels_seen) > 1 else {**result, "kappa": float("nan")}
     return out
+
+
+def annotator_comparison(first_file: Path, second_file: Path, names: list[str]) -> dict:
+    """pass_agreement between two annotators' files, with the confusion matrix and the units to adjudicate.
+
+    The matrix has the first file's labels as rows and the second's as columns, in the label set's order.
+    """
+    first, second = load_labeled(first_file), load_labeled(second_file)
+    for file, records in ((first_file, first), (second_file, second)):
+        unknown = sorted({record["label"] for record in records} - set(names))
+        if unknown:
+            raise LabelingError(f"{file}: unknown label '{unknown[0]}'")
+    by_id = {record["unit_id"]: record for record in first}
+    pairs = [(by_id[record["unit_id"]], record) for record in second if record["unit_id"] in by_id]
+    if not pairs:
+        raise LabelingError(f"{first_file}, {second_file}: no unit is labelled in both files")
+    matrix = confusion_matrix([a["label"] for a, _ in pairs], [b["label"] for _, b in pairs], labels=names)
+    to_adjudicate = [{"unit_id": a["unit_id"], "first": a["label"], "second": b["label"], "text": a["text"]}
+                     for a, b in pairs if a["label"] != b["label"]]
+    return {**pass_agreement(first, second), "confusion": matrix.tolist(), "to_adjudicate": to_adjudicate}
 
 
 def main() -> None:

@@ -20,3 +20,7 @@ class ConfigError(ChainstageError):
 
 class ModelError(ChainstageError):
     """A model folder is missing or cannot be loaded."""
+
+
+class LabelingError(ChainstageError):
+    """A review batch or labelled file cannot be used: unknown label or unit, conflict, duplicate, truncated file."""

@@ -22,7 +22,10 @@ def load_labeled(path: str | Path) -> list[dict[str, Any]]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg}); is the file truncated?") from err
         missing = [key for key in REQUIRED_FIELDS if key not in record]
         if missing:
             raise ConfigError(f"{path}:{number}: record lacks field '{missing[0]}'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data.normalize import normalize_text
-from data.read import check_chinese, read_report_text
+from data.read import check_chinese, read_report
 from data.reading_config import ReadingConfig
 from data.segment import Report, segment_report
 
@@ -13,8 +13,8 @@ from data.segment import Report, segment_report
 def load_report(path: str | Path, config: ReadingConfig, report_id: str | None = None) -> Report:
     """Read, normalise and segment a report file; the report id defaults to the file stem."""
     path = Path(path)
-    raw = read_report_text(path, config)
-    return segment_report(normalize_text(raw, config), report_id or path.stem, str(path), config)
+    raw = read_report(path, config)
+    return segment_report(normalize_text(raw.text, config, raw.ocr_spans), report_id or path.stem, str(path), config)
 
 
 def report_from_text(text: str, config: ReadingConfig, report_id: str = "text") -> Report:

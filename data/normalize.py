@@ -22,14 +22,23 @@ _KEEP_BETWEEN_DIGITS = {",", ":"}
 
 @dataclass(frozen=True)
 class NormalizedText:
-    """Normalised text; ``origin[i]`` is the index in the original text of ``text[i]``."""
+    """Normalised text; ``origin[i]`` is the index in the original text of ``text[i]``; ``ocr_spans`` are the
+    [start, end) spans of the original text that OCR read from page images."""
 
     text: str
     origin: list[int]
+    ocr_spans: tuple[tuple[int, int], ...]
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Map a [start, end) span of the normalised text back to the original text."""
         return self.origin[start], self.origin[end - 1] + 1
+
+    def read_by_ocr(self, start: int, end: int) -> bool:
+        """Whether OCR read any of the [start, end) span of the normalised text: its characters may be misread."""
+        if start >= end:
+            return False
+        first, stop = self.original_span(start, end)
+        return any(first < span_end and span_start < stop for span_start, span_end in self.ocr_spans)
 
 
 def _width(text: str) -> str:
@@ -65,8 +74,9 @@ def _joins_next(line: str, nxt: str, config: ReadingConfig) -> bool:
     return len(line) >= config.join_min_chars or line[-1] in config.join_after
 
 
-def normalize_text(raw: str, config: ReadingConfig) -> NormalizedText:
-    """Normalise ``raw`` (NFC, punctuation width, newlines, broken lines joined) with an origin map."""
+def normalize_text(raw: str, config: ReadingConfig, ocr_spans: tuple[tuple[int, int], ...] = ()) -> NormalizedText:
+    """Normalise ``raw`` (NFC, punctuation width, newlines, broken lines joined) with an origin map; ``ocr_spans``
+    (offsets into ``raw``) are kept so that units can tell whether OCR read them."""
     chars: list[str] = []
     origin: list[int] = []
     i = 0
@@ -100,4 +110,4 @@ def normalize_text(raw: str, config: ReadingConfig) -> NormalizedText:
             out_origin.append(origin[pos + len(line)])
         continuing = join
         pos += len(line) + 1
-    return NormalizedText("".join(out), out_origin)
+    return NormalizedText("".join(out), out_origin, ocr_spans)

@@ -18,6 +18,11 @@ class HeadingRule:
     level: int
     scope: Literal["section", "line"]
 
+    @property
+    def numbered(self) -> bool:
+        """A rule for a numbering that starts a line, not one matched against a whole line's shape (ends in $)."""
+        return not self.pattern.endswith("$")
+
 
 @dataclass(frozen=True)
 class TitleRule:

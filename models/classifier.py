@@ -23,6 +23,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import logging as hf_logging
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -94,7 +95,15 @@ def build_classifier(base: str, head: str, id2label: dict[int, str], dropout: fl
 def load_classifier(folder: str, head: str) -> nn.Module:
     """Load a saved classifier folder, for inference, with the head class it was trained with."""
     cls = MeanPoolingClassifier if head == "mean" else AutoModelForSequenceClassification
-    model = cls.from_pretrained(folder, dtype=torch.float32)
+    # A saved model loads in a moment: transformers' "Loading weights" bar would only add lines to stderr, where
+    # `chainstage classify` writes one line per unreadable report and nothing else.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = cls.from_pretrained(folder, dtype=torch.float32)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     model.eval()
     return model
 

@@ -63,10 +63,16 @@ class PredictSection:
 
 
 @dataclass(frozen=True)
+class EnsembleSection:
+    text_member: bool
+
+
+@dataclass(frozen=True)
 class EvaluateSection:
     folds: int
     devset: str | None
     output_dir: str
+    card_results: str
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class ClassifierConfig:
     train: TrainSection
     calibration: CalibrationSection
     predict: PredictSection
+    ensemble: EnsembleSection
     evaluate: EvaluateSection
     output_dir: str
 

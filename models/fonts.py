@@ -1,34 +1,50 @@
-"""Find a font that draws Chinese, so charts never show tofu boxes.
+"""The font that draws Chinese in our charts: Noto Sans CJK SC, which chainstage installs as a Python package.
 
-matplotlib ships no CJK font. We look for a well-known CJK family among the fonts installed on the machine
-(Debian's fonts-wqy-microhei, Noto CJK, Source Han, or the usual Windows/macOS ones); callers fall back to the
-labels' ASCII keys when none is found.
+matplotlib ships no CJK font, and the fonts of the machine are no answer: matplotlib lists them from a cache
+written the first time it is imported, so a font installed later (apt's fonts-wqy-microhei after `make run`)
+stays invisible and charts fell back to ASCII. The noto-cjk-sans-otc package carries the font file, and we
+register it by path in every process, so it is found whatever the cache says, on any machine, without apt.
 """
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-CJK_FAMILIES = (
-    "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC",
-    "Source Han Sans CN", "Microsoft YaHei", "SimHei", "PingFang SC", "Heiti SC", "AR PL UMing CN",
-)
+if TYPE_CHECKING:
+    from matplotlib.font_manager import FontProperties
+
+logger = logging.getLogger(__name__)
+
+# The collection holds Japanese, Korean, Simplified and Traditional Chinese faces of the same design; the SC
+# face draws the mainland glyph forms our reports use.
+CJK_FAMILY = "Noto Sans CJK SC"
+
+
+def cjk_font_path() -> Path:
+    """The Noto Sans CJK collection (.ttc) that the noto-cjk-sans-otc package installs."""
+    from noto_cjk_sans_otc import FONT_PATH
+
+    return Path(str(FONT_PATH))
 
 
 @lru_cache(maxsize=1)
-def cjk_font_path() -> str | None:
-    """Path of an installed font that covers Chinese, or None."""
+def _font_registered() -> bool:
+    """Add the font to matplotlib's font list, once per process; False when the file is missing (a broken install)."""
     from matplotlib import font_manager
 
-    for font in font_manager.fontManager.ttflist:
-        if font.name in CJK_FAMILIES:
-            return font.fname
-    return None
+    try:
+        font_manager.fontManager.addfont(cjk_font_path())
+    except (ImportError, OSError) as err:
+        logger.warning("cannot load the Chinese font (%s); reinstall chainstage with its dependencies", err)
+        return False
+    return True
 
 
-def cjk_font_properties():  # -> matplotlib.font_manager.FontProperties | None
-    """FontProperties for Chinese text, or None when the machine has no CJK font."""
+def cjk_font_properties() -> FontProperties | None:
+    """FontProperties for Chinese text (a new one per call: callers may resize it), or None without the font."""
     from matplotlib import font_manager
 
-    path = cjk_font_path()
-    return font_manager.FontProperties(fname=path) if path else None
+    return font_manager.FontProperties(family=CJK_FAMILY) if _font_registered() else None

@@ -25,6 +25,7 @@ from models.classifier import encode_inputs, forward_logits, load_classifier, lo
 from models.classifier_config import load_saved_config
 from models.export_config import load_export_config
 from models.onnx_backend import OnnxClassifier, choose_backend, onnx_forward_logits
+from models.text_member import combine, load_member, member_probabilities
 
 
 def default_model_dir() -> Path:
@@ -43,7 +44,7 @@ class ClassifiedReport:
     min_confidence: float
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per unit: section, label, calibrated probability, runner-up, uncertain flag."""
+        """One dict per unit: section, label, calibrated probability, runner-up, uncertain and OCR flags."""
         order = np.argsort(-self.probs, axis=1)
         rows = []
         for unit, probs, ranked in zip(self.report.units, self.probs, order, strict=True):
@@ -60,6 +61,7 @@ class ClassifiedReport:
                 "second_label": self.label_names[ranked[1]],
                 "second_probability": float(probs[ranked[1]]),
                 "uncertain": bool(probs[ranked[0]] < self.min_confidence),
+                "ocr": self.report.normalized.read_by_ocr(unit.start, unit.end),
             })
         return rows
 
@@ -75,7 +77,9 @@ class Predictor:
                              "train one with `chainstage train` or pass --model")
         self.folder = folder
         self.config = load_saved_config(folder)
-        self.temperature = float(json.loads((folder / "calibration.json").read_text())["temperature"])
+        calibration = json.loads((folder / "calibration.json").read_text())
+        self.temperature = float(calibration["temperature"])
+        self.ensemble_temperature = float(calibration.get("ensemble_temperature", 1.0))
         # a batch job's workers share the cores: `threads` caps each one (torch and ONNX Runtime alike)
         threads = threads or self.config.train.threads
         torch.set_num_threads(threads)
@@ -91,6 +95,7 @@ class Predictor:
                 self.model = load_classifier(str(folder), self.config.model.head).to(device)  # "cuda" on a GPU worker
         except (OSError, ValueError) as err:
             raise ModelError(f"{folder}: cannot load the model ({err})") from err
+        self.text_member = load_member(folder)
         self.label_names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.reading = reading or load_reading_config()
 
@@ -108,7 +113,11 @@ class Predictor:
         run = onnx_forward_logits if self.backend == "onnx" else forward_logits
         logits, embeddings = run(self.model, self.tokenizer, encoded, self.config.predict.batch_size,
                                  progress=progress)
-        return softmax(logits, self.temperature), embeddings
+        probs = softmax(logits, self.temperature)
+        if self.text_member is not None:
+            member = member_probabilities(self.text_member, texts, len(self.label_names))
+            probs = combine([probs, member], self.ensemble_temperature)
+        return probs, embeddings
 
     def classify_report(self, report: Report, progress: bool = False) -> ClassifiedReport:
         probs, embeddings = self.predict([u.text for u in report.units], [unit_context(u) for u in report.units],

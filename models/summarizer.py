@@ -4,6 +4,8 @@ No Chinese seq2seq model can be had offline, so the default condenses a section 
 on-topic and informative units, covering the stages the classifier finds there, with MMR against redundancy,
 inside a character budget, and gives them back in document order with their ids and offsets. It never encodes
 a unit again: the Predictor's single forward pass already gave an embedding and a probability row per unit.
+A section with subsections is summarised hierarchically: each subsection first, then the section from those
+summaries and its own units, so a long chapter gets a short summary drawn from all its parts.
 An optional abstractive backend runs any Hugging Face seq2seq checkpoint named in the config.
 """
 
@@ -39,6 +41,13 @@ OPENERS, CLOSERS = "“‘《（(【[「", "”’》）)】]」"
 class BudgetSection:
     ratio: float
     min_chars: int
+    cap_chars: int
+
+
+@dataclass(frozen=True)
+class HierarchySection:
+    enabled: bool
+    coverage: float
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class CompressionSection:
     frame_clause: str
     min_clause_chars: int
     duplicate_overlap: float
+    skip_introducers: bool
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class AbstractiveSection:
 @dataclass(frozen=True)
 class EvaluationSection:
     references: str
-    seeds_dir: str
+    report_dirs: list[str]
     base_encoder: str
     prefix: str
     max_length: int
@@ -108,6 +118,7 @@ class SummarizerConfig:
     seed: int
     whole_section_units: int
     budget: BudgetSection
+    hierarchy: HierarchySection
     scoring: ScoringSection
     compression: CompressionSection
     by_stage: ByStageSection
@@ -138,6 +149,11 @@ class SummarizerConfig:
         for key, (value, low) in minimums.items():
             if value < low:
                 raise ConfigError(f"config key '{key}' must be >= {low}, got {value}")
+        if self.budget.cap_chars < self.budget.min_chars:
+            raise ConfigError(f"config key 'budget.cap_chars' must be >= budget.min_chars ({self.budget.min_chars}), "
+                              f"got {self.budget.cap_chars}")
+        if self.hierarchy.coverage < 0:
+            raise ConfigError(f"config key 'hierarchy.coverage' must be >= 0, got {self.hierarchy.coverage}")
         if self.scoring.length_exponent < 0:
             raise ConfigError(f"config key 'scoring.length_exponent' must be >= 0, got {self.scoring.length_exponent}")
         for name, weight in asdict(self.scoring.weights).items():
@@ -163,11 +179,14 @@ def load_summarizer_config(path: str | Path | None = None, overrides: list[str] 
 
 @dataclass(frozen=True)
 class Budget:
-    """How long a summary may be: a share of the section's body characters, or a fixed number of characters."""
+    """How long a summary may be: a share of the section's body characters between ``min_chars`` and
+    ``cap_chars`` (a quarter of a 7,000-character chapter would be no summary anyone reads), or a fixed number
+    of characters, which the user chose and which is therefore not capped."""
 
     ratio: float | None
     max_chars: int | None
     min_chars: int
+    cap_chars: int
 
     def __post_init__(self) -> None:
         if (self.ratio is None) == (self.max_chars is None):
@@ -182,7 +201,7 @@ class Budget:
         if self.max_chars is not None:
             return self.max_chars
         assert self.ratio is not None
-        return max(self.min_chars, round(self.ratio * source_chars))
+        return min(self.cap_chars, max(self.min_chars, round(self.ratio * source_chars)))
 
 
 def make_budget(config: SummarizerConfig, ratio: float | None = None, max_chars: int | None = None) -> Budget:
@@ -191,7 +210,8 @@ def make_budget(config: SummarizerConfig, ratio: float | None = None, max_chars:
         raise ConfigError("give --ratio or --max-chars, not both")
     if ratio is None and max_chars is None:
         ratio = config.budget.ratio
-    return Budget(ratio=ratio, max_chars=max_chars, min_chars=config.budget.min_chars)
+    return Budget(ratio=ratio, max_chars=max_chars, min_chars=config.budget.min_chars,
+                  cap_chars=config.budget.cap_chars)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -348,16 +368,17 @@ def position_scores(n: int) -> np.ndarray:
     return 1.0 / np.arange(1, n + 1)
 
 
-def relevance_scores(vectors: np.ndarray, texts: Sequence[str], topic: np.ndarray | None,
+def relevance_scores(vectors: np.ndarray, texts: Sequence[str], topic: np.ndarray | None, position: np.ndarray,
                      config: SummarizerConfig) -> np.ndarray:
-    """Weighted mean of centrality, ``topic`` (similarity to the heading), informative content and position,
-    each in [0, 1], divided by relative length to the power ``length_exponent`` (relevance per character)."""
+    """Weighted mean of centrality, ``topic`` (similarity to the heading), informative content and ``position``
+    (position_scores), each in [0, 1], divided by relative length to the power ``length_exponent`` (relevance
+    per character)."""
     weights = config.scoring.weights
     features = [
         (weights.centrality, _scale(centrality_scores(vectors, config.scoring.centrality, config.scoring.damping))),
         (weights.informative, informative_scores(texts, config.scoring.informative_patterns,
                                                  config.scoring.informative_cap)),
-        (weights.position, position_scores(len(texts))),
+        (weights.position, position),
     ]
     if topic is not None:
         features.append((weights.heading, _scale(topic)))
@@ -424,9 +445,17 @@ def is_repeat(text: str, seen: set[str], threshold: float) -> bool:
     return bool(grams) and len(grams & seen) / len(grams) >= threshold
 
 
+def is_introducer(text: str) -> bool:
+    """Rule `skip_introducers`: 主要做了以下工作： only announces the sentences after it, which a summary leaves
+    out, so alone it states nothing."""
+    return text.rstrip("。").endswith(("：", ":"))
+
+
 def mmr_select(relevance: np.ndarray, redundancy: np.ndarray, texts: Sequence[str], budget_chars: int,
-               config: SummarizerConfig, probs: np.ndarray | None = None) -> dict[int, str]:
-    """Greedy MMR inside the budget; with stage probabilities, a unit also gains for stage mass not yet covered.
+               config: SummarizerConfig, probs: np.ndarray | None = None,
+               groups: Sequence[int] | None = None) -> dict[int, str]:
+    """Greedy MMR inside the budget; with stage probabilities, a unit also gains for stage mass not yet covered,
+    and with ``groups`` (the subsection each unit comes from), for a subsection not yet in the summary.
 
     Ties go to the earlier unit, so the same input always gives the same summary.
     """
@@ -434,6 +463,7 @@ def mmr_select(relevance: np.ndarray, redundancy: np.ndarray, texts: Sequence[st
     rules = config.compression
     target = probs.mean(axis=0) if probs is not None and len(probs) else None
     covered = np.zeros(probs.shape[1]) if target is not None else None
+    covered_groups: set[int] = set()
     chosen: dict[int, str] = {}
     seen: set[str] = set()
     remaining = budget_chars
@@ -445,17 +475,22 @@ def mmr_select(relevance: np.ndarray, redundancy: np.ndarray, texts: Sequence[st
             score = lam * relevance[i] - (1 - lam) * penalty
             if target is not None and covered is not None and probs is not None:
                 score += config.scoring.weights.stage_coverage * float(target @ np.clip(probs[i] - covered, 0, None))
+            if groups is not None and groups[i] not in covered_groups:
+                score += config.hierarchy.coverage
             scores.append(score)
         best = candidates[int(np.argmax(scores))]  # argmax returns the first maximum: the earliest unit
         candidates.remove(best)
         piece = _fits(texts[best], remaining, rules)
-        if not piece or is_repeat(texts[best], seen, rules.duplicate_overlap):
+        if not piece or is_repeat(texts[best], seen, rules.duplicate_overlap) or (
+                rules.skip_introducers and is_introducer(texts[best])):
             continue
         chosen[best] = piece
         seen |= char_bigrams(piece)
         remaining -= len(piece)
         if covered is not None and probs is not None:
             covered = np.maximum(covered, probs[best])
+        if groups is not None:
+            covered_groups.add(groups[best])
     return chosen
 
 
@@ -489,7 +524,8 @@ def summarize_units(
     """Summarise one section given as units with one embedding (and optionally one stage-probability row) each.
 
     ``units`` may include the section's heading: it serves as the topic anchor and is never chosen; so is
-    page furniture. Without a heading, ``heading_embedding`` (or nothing) is the anchor.
+    page furniture. Without a heading, ``heading_embedding`` (or nothing) is the anchor. Units from subsections
+    (a longer ``section_path``) make the summary hierarchical when ``hierarchy.enabled``, else one flat section.
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)
     probs = None if probs is None else np.asarray(probs, dtype=np.float64)
@@ -502,15 +538,17 @@ def summarize_units(
     body_units = [units[i] for i in body]
     source_chars = sum(len(unit.text) for unit in body_units)
     budget_chars = budget.chars(source_chars)
-    path = list(section_path if section_path is not None else body_units[0].section_path)
+    path = list(section_path) if section_path is not None else common_path(units)
 
     if len(body_units) <= config.whole_section_units:
         whole = {i: unit.text for i, unit in enumerate(body_units)}
         return _summary(path, body_units, whole, budget_chars, "whole", text="".join(whole.values()))
-    if config.method == "abstractive":
-        if backend is None:
-            raise ConfigError("method is abstractive but no backend was loaded: load AbstractiveBackend(config) "
-                              "once and pass it")
+    if config.method == "abstractive" and backend is None:
+        raise ConfigError("method is abstractive but no backend was loaded: load AbstractiveBackend(config) once "
+                          "and pass it")
+    if config.hierarchy.enabled and has_several_parts(units, path):
+        return _summarize_tree(units, embeddings, probs, anchor, budget, budget_chars, config, path, backend)
+    if backend is not None and config.method == "abstractive":
         text, used = backend.generate([unit.text for unit in body_units], budget_chars)
         return _summary(path, body_units, {i: body_units[i].text for i in range(used)}, budget_chars, "abstractive",
                         text=text)
@@ -518,10 +556,79 @@ def summarize_units(
     texts = [compress_unit(unit.text, config.compression) for unit in body_units]
     texts = [finish_sentence(text) for text in texts]
     body_vectors = vectors[body]
-    relevance = relevance_scores(body_vectors, texts, None if anchor is None else body_vectors @ anchor, config)
+    relevance = relevance_scores(body_vectors, texts, None if anchor is None else body_vectors @ anchor,
+                                 position_scores(len(texts)), config)
     picked = mmr_select(relevance, redundancy_matrix(body_vectors), texts, budget_chars, config,
                         None if probs is None else probs[body])
     return _summary(path, body_units, picked or _fallback(relevance, texts, budget_chars), budget_chars, "extractive")
+
+
+def common_path(units: Sequence[Unit]) -> list[str]:
+    """The longest section path shared by all ``units``: the section they make up, subsections included."""
+    path = list(units[0].section_path)
+    for unit in units[1:]:
+        while list(unit.section_path[: len(path)]) != path:
+            path.pop()
+    return path
+
+
+def has_several_parts(units: Sequence[Unit], path: Sequence[str]) -> bool:
+    """Whether ``units`` are one section under ``path`` whose body units lie in two or more parts (its own
+    units, each subsection): with one part there is nothing to balance, and summarising it twice only loses."""
+    depth = len(path)
+    if not all(list(unit.section_path[:depth]) == list(path) for unit in units):
+        return False
+    parts = {unit.section_path[depth:depth + 1] for unit in units if unit.kind == "body"}
+    return len(parts) >= 2
+
+
+def _summarize_tree(units: Sequence[Unit], embeddings: np.ndarray, probs: np.ndarray | None,
+                    anchor: np.ndarray | None, budget: Budget, budget_chars: int, config: SummarizerConfig,
+                    path: list[str], backend: AbstractiveBackend | None) -> SectionSummary:
+    """A section from the summaries of its parts (its own body units are one part, each subsection another).
+
+    Each part is summarised as if alone (recursively: a sub-subsection first), with the same budget rule, so
+    its sentences are the ones its own summary shows. The section then picks among those sentences within its
+    own budget, scored in the section (heading, centrality, figures, and position: a sentence's place in its
+    part's summary, so every part's lead counts as a lead), with an MMR gain (``hierarchy.coverage``) for
+    every part not yet represented.
+    """
+    depth = len(path)
+    parts: dict[tuple[str, ...], list[int]] = {}
+    for i, unit in enumerate(units):
+        parts.setdefault(tuple(unit.section_path[depth:depth + 1]), []).append(i)
+    summaries = [
+        summarize_units([units[i] for i in rows], embeddings[rows], None if probs is None else probs[rows], budget,
+                        config, section_path=[*path, *key], heading_embedding=anchor if not key else None,
+                        backend=backend)
+        for key, rows in parts.items() if any(units[i].kind == "body" for i in rows)
+    ]
+    body = [i for i, unit in enumerate(units) if unit.kind == "body"]
+    body_units = [units[i] for i in body]
+    place = {units[i].unit_id: k for k, i in enumerate(body)}
+    if backend is not None and config.method == "abstractive":
+        # the model reads the parts' summaries in order, as many as its input window holds
+        text, used = backend.generate([summary.text for summary in summaries], budget_chars)
+        read = {place[uid]: body_units[place[uid]].text for summary in summaries[:used] for uid in summary.unit_ids}
+        return _summary(path, body_units, read, budget_chars, "abstractive", text=text)
+
+    row_of = {unit.unit_id: i for i, unit in enumerate(units)}
+    pool = sorted(
+        (row_of[uid], sentence if summary.method == "extractive"
+         else finish_sentence(compress_unit(sentence, config.compression)), part)
+        for part, summary in enumerate(summaries) for uid, sentence in zip(summary.unit_ids, summary.sentences,
+                                                                           strict=True))
+    rows = [row for row, _, _ in pool]
+    texts = [text for _, text, _ in pool]
+    groups = [part for _, _, part in pool]
+    position = np.array([1.0 / groups[: k + 1].count(part) for k, part in enumerate(groups)])
+    vectors = _unit_norm(embeddings[rows])
+    relevance = relevance_scores(vectors, texts, None if anchor is None else vectors @ anchor, position, config)
+    picked = mmr_select(relevance, redundancy_matrix(vectors), texts, budget_chars, config,
+                        None if probs is None else probs[rows], groups)
+    picked = picked or _fallback(relevance, texts, budget_chars)
+    return _summary(path, body_units, {place[units[rows[k]].unit_id]: piece for k, piece in picked.items()},
+                    budget_chars, "extractive")
 
 
 def _fallback(relevance: np.ndarray, texts: Sequence[str], budget_chars: int) -> dict[int, str]:
@@ -552,11 +659,19 @@ def _summary(path: list[str], units: Sequence[Unit], picked: dict[int, str], bud
 # Reports
 
 
-def summary_sections(report: Report) -> list[Section]:
+def section_units(section: Section, hierarchical: bool) -> list[Unit]:
+    """The units a section's summary draws on: its own, or with its subsections' when ``hierarchical``. The root
+    keeps its own either way: its summary is of the preamble before the first heading, not of the report."""
+    return section.all_units() if hierarchical and section.heading is not None else list(section.units)
+
+
+def summary_sections(report: Report, hierarchical: bool) -> list[Section]:
     """Sections that get a summary: the preamble before the first heading (if it has body units), then every
-    headed section with body units of its own, in document order."""
+    headed section with body units of its own (or, when ``hierarchical``, in its subsections), in document
+    order."""
     sections = [report.root, *report.sections()]
-    return [section for section in sections if any(unit.kind == "body" for unit in section.units)]
+    return [section for section in sections
+            if any(unit.kind == "body" for unit in section_units(section, hierarchical))]
 
 
 def find_section(report: Report, query: str) -> Section:
@@ -600,14 +715,16 @@ def summarize_report(classified: ClassifiedReport, config: SummarizerConfig, bud
     if config.method == "abstractive" and backend is None:
         backend = AbstractiveBackend(config)  # once per call, shared by every section
     report = classified.report
+    hierarchical = config.hierarchy.enabled
     # a named section brings its subsections: `--section 一、` summarises all of chapter one
-    sections = list(find_section(report, section).walk()) if section else summary_sections(report)
+    sections = list(find_section(report, section).walk()) if section else summary_sections(report, hierarchical)
     summaries = []
     for part in sections:
-        if not any(unit.kind == "body" for unit in part.units):
+        units = section_units(part, hierarchical)
+        if not any(unit.kind == "body" for unit in units):
             continue
-        rows = [unit.index for unit in part.units]
-        summaries.append(summarize_units(part.units, classified.embeddings[rows], classified.probs[rows], budget,
+        rows = [unit.index for unit in units]
+        summaries.append(summarize_units(units, classified.embeddings[rows], classified.probs[rows], budget,
                                          config, section_path=list(part.path), backend=backend))
     if section and not summaries:
         raise ConfigError(f"{report.source}: section '{section}' has no body units to summarise")
@@ -647,7 +764,7 @@ def _stage_summary(units: list[Unit], embeddings: np.ndarray, confidence: np.nda
     """Like a section summary, with the unit's confidence in the stage in place of heading similarity."""
     vectors = _unit_norm(np.asarray(embeddings, dtype=np.float64))
     texts = [finish_sentence(compress_unit(unit.text, config.compression)) for unit in units]
-    relevance = relevance_scores(vectors, texts, confidence, config)
+    relevance = relevance_scores(vectors, texts, confidence, position_scores(len(texts)), config)
     budget_chars = budget.chars(sum(len(unit.text) for unit in units))
     picked = mmr_select(relevance, redundancy_matrix(vectors), texts, budget_chars, config)
     return _summary([name], units, picked or _fallback(relevance, texts, budget_chars), budget_chars, "extractive")

@@ -22,7 +22,7 @@ class ChartConfig:
     def __post_init__(self) -> None:
         checks = {
             "chart.max_bars": self.max_bars >= 1,
-            "chart.title_chars": self.title_chars >= 4,
+            "chart.title_chars": self.title_chars >= 8,
             "chart.width": self.width > 0,
             "chart.bar_height": self.bar_height > 0,
             "chart.dpi": self.dpi >= 50,
@@ -37,6 +37,7 @@ class ChartConfig:
 class PageConfig:
     tint: float
     text_color: str
+    toc_title_chars: int
     screenshot_width: int
     screenshot_height: int
 
@@ -45,6 +46,8 @@ class PageConfig:
             raise ConfigError(f"config key 'page.tint' must be in [0, 1], got {self.tint}")
         if not re.fullmatch(r"#[0-9A-Fa-f]{6}", self.text_color):
             raise ConfigError(f"config key 'page.text_color' must be a #RRGGBB colour, got {self.text_color!r}")
+        if self.toc_title_chars < 8:
+            raise ConfigError(f"config key 'page.toc_title_chars' must be >= 8, got {self.toc_title_chars}")
         for key, value in (("page.screenshot_width", self.screenshot_width),
                            ("page.screenshot_height", self.screenshot_height)):
             if value < 200:

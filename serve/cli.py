@@ -37,7 +37,7 @@ def _options(
 
 @app.command()
 def segment(
-    files: Annotated[list[Path], typer.Argument(help="Report files: .txt .md .docx .pdf .html")],
+    files: Annotated[list[Path], typer.Argument(help="Report files: .txt .md .docx .pdf .html .png .jpg .tif")],
     fmt: FormatOption = "table",
 ) -> None:
     """Cut reports into units (sentences and headings) with their section paths.
@@ -62,6 +62,7 @@ def segment(
                 "start": unit.start,
                 "end": unit.end,
                 "text": unit.text,
+                "ocr": report.normalized.read_by_ocr(unit.start, unit.end),
             }
             for unit in report.units
         ]
@@ -78,7 +79,7 @@ def train(
     default: Annotated[bool, typer.Option("--default", help="Train the default model that classify/summarize/score "
                                           "use when no --model is given; does nothing if it already exists")] = False,
 ) -> None:
-    """Fine-tune the stage classifier on the labelled seeds and write a model folder.
+    """Fine-tune the stage classifier on the labelled reports and write a model folder.
 
     Example: `chainstage train configs/classifier.yaml --set train.epochs=3 -o runs/try`
     """
@@ -141,6 +142,7 @@ def evaluate(
     labels = load_labels()
     devset = load_labeled(cfg.evaluate.devset) if cfg.evaluate.devset else None
     results = cross_validate(load_labeled_files(cfg.data.labeled_files), cfg, labels, devset=devset, onnx=onnx)
+    results["command"] = " ".join(["chainstage", *sys.argv[1:]])
     output = Path(cfg.evaluate.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -208,6 +210,8 @@ from serve.score import score_command  # noqa: E402, I001
 app.command("score")(score_command)
 from serve.export_cli import export_command  # noqa: E402, I001
 app.command("export")(export_command)
+from serve.label_cli import label_app  # noqa: E402, I001
+app.add_typer(label_app, name="label")
 
 
 def _error(err: BaseException) -> None:

@@ -1,7 +1,7 @@
 """Stage-profile charts: stacked bars of stage shares per section, one panel per report, reports side by side.
 
-Chinese labels are drawn with an installed CJK font (models/fonts.py). Without one, every label falls back to
-ASCII (stage keys, numbered sections) so that the chart never shows tofu boxes.
+Chinese labels are drawn with the Noto Sans CJK font that chainstage installs (models/fonts.py). Should it be
+missing, every label falls back to ASCII (stage keys, numbered sections) so that the chart never shows tofu boxes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from data.errors import ChainstageError
 from data.labels import LabelSet
 from models.fonts import cjk_font_properties
 from serve.analyst_config import ChartConfig
+from serve.section_labels import indented_label
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +105,6 @@ def chart_depth(profile: dict[str, Any], max_bars: int) -> int:
     return max(fitting, default=1)
 
 
-def _cut(title: str, chars: int) -> str:
-    return title if len(title) <= chars else title[: chars - 1] + "…"
-
-
 def outline_numbers(paths: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
     """Outline numbers (1, 1.2, 1.2.1) of section paths in document order: ASCII names when titles cannot be
     drawn."""
@@ -140,7 +137,8 @@ class _Namer:
         return report_id if self.chinese or report_id.isascii() else f"report {index + 1}"
 
     def bars(self, bars: Sequence[Bar]) -> list[str]:
-        """Tick labels: section titles (cut), or outline numbers such as "S2.1" without a CJK font."""
+        """Tick labels: section headings, shortened and indented by depth, or outline numbers such as "S2.1"
+        without a CJK font."""
         numbers = outline_numbers([bar.path for bar in bars if bar.path])
         ticks = []
         for bar in bars:
@@ -149,7 +147,7 @@ class _Namer:
             elif not bar.path:
                 ticks.append(self.word("preface"))
             else:
-                ticks.append(_cut(bar.path[-1], self.title_chars) if self.chinese else f"S{numbers[bar.path]}")
+                ticks.append(indented_label(bar.path, self.title_chars) if self.chinese else f"S{numbers[bar.path]}")
         return ticks
 
 
@@ -178,6 +176,7 @@ def _stacked(ax: Any, bars: Sequence[Bar], ticks: Sequence[str], names: Sequence
         if bar.path is None or not bar.units:  # the whole report and bar-less parent headings stand out
             tick.set_fontsize(9)  # by size, not weight: CJK fonts rarely ship a bold face
             tick.set_color("#000000")
+    _flush_left(ax)
     ax.set_ylim(len(bars) - 0.5, -0.5)  # first bar on top, as in the report
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
@@ -185,6 +184,19 @@ def _stacked(ax: Any, bars: Sequence[Bar], ticks: Sequence[str], names: Sequence
     ax.tick_params(axis="y", length=0)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+def _flush_left(ax: Any) -> None:
+    """Row labels flush left, so that the indentation of deeper sections shows the outline (right-aligned, it
+    would not); the tick pad moves them left of the axis by the widest label, measured in the font drawn."""
+    from matplotlib.textpath import text_to_path
+
+    labels = ax.get_yticklabels()
+    widest = max(text_to_path.get_text_width_height_descent(label.get_text(), label.get_fontproperties(), False)[0]
+                 for label in labels)
+    ax.tick_params(axis="y", pad=widest + 4)  # points
+    for label in labels:
+        label.set_horizontalalignment("left")
 
 
 def draw_profile_chart(profiles: Sequence[dict[str, Any]], labels: LabelSet, config: ChartConfig) -> Any:
@@ -231,7 +243,8 @@ def chart_style() -> dict[str, Any]:
     style: dict[str, Any] = {"svg.fonttype": "path", "svg.hashsalt": "chainstage", "axes.unicode_minus": False}
     font = cjk_font_properties()
     if font is None:
-        logger.warning("no CJK font found (install fonts-wqy-microhei or Noto Sans CJK): chart labels use ASCII keys")
+        logger.warning("no Chinese font (reinstall chainstage: its dependency noto-cjk-sans-otc carries one): "
+                       "chart labels use ASCII keys")
     else:
         style["font.family"] = [font.get_name(), "DejaVu Sans"]
     return style

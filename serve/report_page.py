@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from models.predictor import ClassifiedReport
 from models.stage_profile import stage_profile
 from serve.analyst_config import AnalystConfig
 from serve.profile_chart import contrast_ratio, readable_on, render_profile_chart
+from serve.section_labels import short_title
 
 TEMPLATE = Path(__file__).with_name("report_page.html.j2")
 MIN_CONTRAST = 4.5  # WCAG AA for body text
@@ -73,9 +74,15 @@ def _stages(labels: LabelSet, overall: dict[str, float], config: AnalystConfig) 
     return stages
 
 
-def _page_sections(classified: ClassifiedReport, labels: LabelSet,
-                   summaries: Sequence[SummaryLike]) -> list[dict[str, Any]]:
-    """The section tree as the template walks it: heading unit, paragraphs of units, children, summary."""
+def _stage_list(stages: Iterable[str]) -> str:
+    """Stage keys, each once, space-separated: the page's CSS filter matches one of them with ~=."""
+    return " ".join(sorted(set(stages)))
+
+
+def _page_sections(classified: ClassifiedReport, labels: LabelSet, summaries: Sequence[SummaryLike],
+                   config: AnalystConfig) -> list[dict[str, Any]]:
+    """The section tree as the template walks it: heading unit, paragraphs of units with their stages, children,
+    summary, and the short label that the table of contents shows."""
     report = classified.report
     keys = {label.name: label.key for label in labels.labels}
     short = badges(labels.names)
@@ -98,12 +105,18 @@ def _page_sections(classified: ClassifiedReport, labels: LabelSet,
                 paragraphs.append([])
             paragraphs[-1].append(page_unit(unit.index))
             previous_end = unit.end
+        title = section.title or "篇首"
         return {
             "anchor": f"s{next(counter)}",
-            "title": section.title or "篇首",
+            "title": title,
+            "label": short_title(title, config.page.toc_title_chars),
             "heading": page_unit(section.heading.index) if section.heading else None,
             "heading_level": min(len(section.path) + 1, 6),
-            "paragraphs": paragraphs,
+            "paragraphs": [{"units": units, "stages": _stage_list(unit["stage"] for unit in units)}
+                           for units in paragraphs],
+            # under a filter a section stays on screen while it or a subsection has a sentence of that stage
+            "stages": _stage_list(keys[rows[unit.index]["label"]] for unit in section.all_units()
+                                  if unit.kind != "heading"),
             "children": [build(child) for child in section.children],
             "summary": by_path.get(section.path),
             "body_units": sum(unit.kind == "body" for unit in section.all_units()),
@@ -111,7 +124,8 @@ def _page_sections(classified: ClassifiedReport, labels: LabelSet,
 
     root = build(report.root)
     # the text before the first heading is a section of its own (篇首) only when it has units
-    preface = {**root, "children": [], "body_units": sum(unit.kind == "body" for unit in report.root.units)}
+    preface = {**root, "children": [], "body_units": sum(unit.kind == "body" for unit in report.root.units),
+               "stages": _stage_list(unit["stage"] for paragraph in root["paragraphs"] for unit in paragraph["units"])}
     return ([preface] if root["paragraphs"] else []) + root["children"]
 
 
@@ -123,7 +137,7 @@ def render_report_page(classified: ClassifiedReport, summaries: Sequence[Summary
 
     profile = stage_profile(classified, evidence_per_stage=0)
     rows = classified.rows()
-    sections = _page_sections(classified, labels, summaries)
+    sections = _page_sections(classified, labels, summaries, config)
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     template = environment.from_string(TEMPLATE.read_text(encoding="utf-8"))
     chart = render_profile_chart([profile], labels, config.chart, "svg")

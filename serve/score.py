@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: units.ocr
 HASH_BLOCK = 1 << 20  # bytes read at a time while hashing: large files never sit in memory whole
 EXPORT_BATCH = 10_000  # manifest rows per write when exporting the errors and files tables
 
@@ -130,6 +130,7 @@ UNIT_SCHEMA = pa.schema([
     _field("second_label", pa.string(), "runner-up stage"),
     _field("second_probability", pa.float64(), "calibrated probability of second_label"),
     _field("uncertain", pa.bool_(), "probability below the model's predict.min_confidence"),
+    _field("ocr", pa.bool_(), "read by OCR from a scanned page or image, so characters may be misread"),
 ], metadata=_META)
 
 REPORT_SCHEMA = pa.schema([
@@ -777,7 +778,8 @@ def _score(manifest: Manifest, root: Path, out: Path, settings: ScorerSettings, 
 
 
 def score_command(
-    archive: Annotated[Path, typer.Argument(help="Folder of reports, searched recursively: .txt .md .docx .pdf .html")],
+    archive: Annotated[Path, typer.Argument(help="Folder of reports, searched recursively: .txt .md .docx .pdf .html "
+                                                       ".png .jpg .tif")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; run again to resume or update the job")],
     model: ModelOption = None,
     engine: Annotated[str | None, typer.Option(help="local or ray (default: engine in configs/score.yaml)")] = None,

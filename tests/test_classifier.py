@@ -16,10 +16,11 @@ from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.predictor import Predictor
 from models.stage_profile import stage_profile
+from models.text_member import combine
 from serve.cli import app
 from training.baselines import embedding_logreg, keyword_rules, tfidf_logreg
 from training.calibration import calibrate_temperature, nll
-from training.crossval import cross_validate, ensemble_probabilities, report_folds, results_markdown
+from training.crossval import cross_validate, report_folds, results_markdown
 from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +132,7 @@ def test_baselines_run():
 def test_ensemble_is_the_renormalised_geometric_mean():
     sure = np.array([[0.9, 0.1], [0.5, 0.5]])
     unsure = np.array([[0.4, 0.6], [0.2, 0.8]])
-    combined = ensemble_probabilities([sure, unsure])
+    combined = combine([sure, unsure])
     expected = np.sqrt(sure * unsure)
     assert np.allclose(combined, expected / expected.sum(1, keepdims=True))
     assert combined.argmax(1).tolist() == [0, 1]

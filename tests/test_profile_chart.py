@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from data.labeled_units import load_labeled
 from data.labels import load_labels
 from data.load import load_report
 from models.classifier_config import load_classifier_config
-from models.fonts import cjk_font_path
+from models.fonts import CJK_FAMILY, cjk_font_path
 from models.predictor import ClassifiedReport
 from models.stage_profile import stage_profile
 from serve import profile_chart
@@ -67,7 +70,8 @@ def chart_texts(figure: Figure) -> list[Text]:
 
 def test_sections_merge_to_the_deepest_level_that_fits(profiles, reading_config):
     short, long = profiles
-    assert chart_depth(short, 24) == 2 and chart_depth(long, 24) == 1  # 004 has 44 second-level sections
+    # 003's 一是 lead lines head third-level sections (b1c6cbb), and all its levels fit; 004 has 44 second-level ones
+    assert chart_depth(short, 24) == 3 and chart_depth(long, 24) == 1
     assert chart_depth(long, 44) == 2 and chart_depth(long, 1) == 1
     bars = section_bars(long, 1)
     assert [bar.path for bar in bars][:2] == [(), ("一、发展回顾与形势",)]
@@ -96,15 +100,16 @@ def test_profile_rows_put_the_whole_report_first(profiles):
     assert all(sum(row[name] for name in load_labels().names) == pytest.approx(1) for row in rows)
 
 
-@pytest.mark.skipif(cjk_font_path() is None, reason="no CJK font installed (apt-get install fonts-wqy-microhei)")
 def test_chart_draws_chinese_with_the_cjk_font_and_no_tofu(profiles, tmp_path):
     config = load_analyst_config().chart
     with matplotlib.rc_context(chart_style()):
         figure = draw_profile_chart(profiles, load_labels(), config)
         chinese = [text for text in chart_texts(figure) if HAN.search(text.get_text())]
         assert {"科学发现", "人才支撑", "全文", "一、2021年工作成效"} <= {text.get_text() for text in chinese}
-        fonts = {str(font_manager.findfont(text.get_fontproperties())) for text in chinese}
-        assert fonts == {cjk_font_path()}
+        fonts = {font_manager.findfont(text.get_fontproperties()) for text in chinese}
+        # the Simplified Chinese face of the collection that chainstage installs, never a system font
+        assert {(Path(font.path), font_manager.get_font(font).family_name) for font in fonts} == {
+            (cjk_font_path(), CJK_FAMILY)}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" for every tofu box
         png = save_profile_chart(profiles, tmp_path / "profile.png", load_labels(), config)
@@ -127,7 +132,7 @@ def test_without_a_cjk_font_every_label_is_ascii(profiles, monkeypatch, caplog):
     texts = [text.get_text() for text in chart_texts(figure)]
     assert all(text.isascii() for text in texts), [t for t in texts if not t.isascii()]
     assert {"discovery", "talent", "overall", "S1", "S1.1"} <= set(texts)
-    assert "fonts-wqy-microhei" in caplog.text
+    assert "noto-cjk-sans-otc" in caplog.text
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         figure.savefig(io.BytesIO(), format="png")
@@ -145,6 +150,44 @@ def test_several_reports_are_compared_side_by_side(profiles):
     ticks = [tick.get_text() for tick in panels[1].get_yticklabels()]
     assert ticks[:3] == ["全文", "篇首", "一、发展回顾与形势"]
     assert len(ticks) == 1 + len(section_bars(profiles[1], 1))
+
+
+# Draws the chart the way `chainstage profile --plot` does, in a process of its own, and prints what it shows.
+CHART_IN_A_NEW_PROCESS = """
+import json, sys
+import matplotlib
+from matplotlib import font_manager
+from data.labels import load_labels
+from serve.analyst_config import load_analyst_config
+from serve.profile_chart import chart_style, draw_profile_chart
+
+with matplotlib.rc_context(chart_style()):
+    figure = draw_profile_chart(json.load(sys.stdin), load_labels(), load_analyst_config().chart)
+    legend = figure.legends[0].get_texts()
+    font = font_manager.get_font(font_manager.findfont(legend[0].get_fontproperties())).family_name
+print(json.dumps({"legend": [text.get_text() for text in legend], "font": font,
+                  "ticks": [tick.get_text() for tick in figure.axes[1].get_yticklabels()]}, ensure_ascii=False))
+"""
+
+
+def test_a_font_cache_built_before_the_font_existed_still_gives_chinese_labels(profiles, tmp_path):
+    """Issue 17: `make run` wrote matplotlib's font cache before apt installed a CJK font, nothing rewrote it, and
+    every chart stayed ASCII. Here the cache is written afresh, then made to list no font of the machine at all
+    (matplotlib's own keep relative paths), so the test means the same whatever fonts this machine has."""
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mplconfig")}  # a fresh machine: no cache yet
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env, check=True, timeout=300)
+    (cache,) = (tmp_path / "mplconfig").glob("fontlist-*.json")
+    fonts = json.loads(cache.read_text(encoding="utf-8"))
+    fonts["ttflist"] = [font for font in fonts["ttflist"] if not Path(font["fname"]).is_absolute()]
+    cache.write_text(json.dumps(fonts), encoding="utf-8")
+    drawn = subprocess.run([sys.executable, "-c", CHART_IN_A_NEW_PROCESS], input=json.dumps(profiles, default=float),
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert drawn.returncode == 0, drawn.stderr
+    shown = json.loads(drawn.stdout)
+    assert shown["legend"] == list(load_labels().names) and shown["font"] == CJK_FAMILY
+    # sections by their Chinese headings (indented by depth), not S1, S1.1
+    assert [tick.strip() for tick in shown["ticks"][:2]] == ["全文", "一、2021年工作成效"]
+    assert "no Chinese font" not in drawn.stderr
 
 
 def test_svg_keeps_text_as_paths_and_bad_suffixes_name_the_file(profiles, tmp_path):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import io
+import logging
+import warnings
 import zipfile
+from pathlib import Path
 
 import pytest
+from report_files import pdf_bytes
 
 from data.errors import ReportError
 from data.load import load_report
@@ -28,22 +33,6 @@ def _docx_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def _pdf_bytes() -> bytes:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    buffer = io.BytesIO()
-    page = canvas.Canvas(buffer)
-    page.setFont("STSong-Light", 12)
-    page.drawString(72, 750, "一、基础研究。加强国家实验室建设，推进重大科技基础设施建设和")
-    page.drawString(72, 730, "前沿科学研究。")
-    page.drawString(72, 710, "引进高层次人才100名。")
-    page.save()
-    return buffer.getvalue()
-
-
 HTML = """<!doctype html><html><head><meta charset="utf-8"><title>科技局</title></head><body>
 <nav><a href="/">首页</a> &gt; <a href="/kj">科技动态</a> &gt; 正文</nav>
 <article><h1>2024年科技工作总结</h1>
@@ -61,6 +50,8 @@ HTML = """<!doctype html><html><head><meta charset="utf-8"><title>科技局</tit
         ("gb18030.md", SENTENCES.encode("gb18030")),
         ("bom.txt", b"\xef\xbb\xbf" + SENTENCES.encode("utf-8")),
         ("plain.txt", SENTENCES.encode("utf-8")),
+        ("utf16le.txt", codecs.BOM_UTF16_LE + SENTENCES.encode("utf-16-le")),
+        ("utf16be.md", codecs.BOM_UTF16_BE + SENTENCES.encode("utf-16-be")),
     ],
 )
 def test_text_encodings_are_detected_from_the_bytes(tmp_path, reading_config, name, payload):
@@ -68,6 +59,28 @@ def test_text_encodings_are_detected_from_the_bytes(tmp_path, reading_config, na
     path.write_bytes(payload)
     text = read_report_text(path, reading_config)
     assert text.lstrip("\ufeff") == SENTENCES
+
+
+SEED = Path(__file__).resolve().parents[1] / "seeds/003_1e2a77e6e55b6189.txt"
+
+
+@pytest.mark.parametrize(("bom", "codec"), [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")])
+def test_notepad_unicode_reads_like_the_utf8_report(tmp_path, reading_config, bom, codec):
+    """Windows Notepad's "Unicode" is UTF-16 with a BOM and CRLF line ends: same units, no BOM in the text."""
+    text = SEED.read_text(encoding="utf-8")
+    path = tmp_path / "notepad.txt"
+    path.write_bytes(bom + text.replace("\n", "\r\n").encode(codec))
+    assert not read_report_text(path, reading_config).startswith("\ufeff")
+    units = [(u.kind, u.section_path, u.text) for u in load_report(path, reading_config).units]
+    assert units == [(u.kind, u.section_path, u.text) for u in load_report(SEED, reading_config).units]
+
+
+def test_truncated_utf16_names_the_encoding(tmp_path, reading_config):
+    path = tmp_path / "cut.txt"
+    path.write_bytes(codecs.BOM_UTF16_LE + SENTENCES.encode("utf-16-le")[:-1])  # an odd number of bytes
+    with pytest.raises(ReportError, match="undecodable UTF-16 text") as info:
+        read_report_text(path, reading_config)
+    assert str(path) in str(info.value)
 
 
 def test_gbk_text_is_read_even_with_a_misleading_extension(tmp_path, reading_config):
@@ -86,7 +99,7 @@ def test_docx_keeps_paragraphs_and_tables_in_order(tmp_path, reading_config):
 
 def test_pdf_text_layer_is_read_and_wrapped_lines_rejoined(tmp_path, reading_config):
     path = tmp_path / "report.pdf"
-    path.write_bytes(_pdf_bytes())
+    path.write_bytes(_wrapped_pdf())
     units = [u.text for u in load_report(path, reading_config).units]
     assert units == [
         "一、基础研究。",
@@ -134,7 +147,7 @@ def test_bad_files_get_one_line_errors_that_name_the_file(tmp_path, reading_conf
         payload = {
             "truncated.docx": _truncated_docx,
             "nodoc.docx": _docx_without_document,
-            "truncated.pdf": lambda: _pdf_bytes()[:400],
+            "truncated.pdf": lambda: _wrapped_pdf()[:400],
         }[name]()
     path = tmp_path / name
     path.write_bytes(payload)
@@ -142,6 +155,20 @@ def test_bad_files_get_one_line_errors_that_name_the_file(tmp_path, reading_conf
         load_report(path, reading_config)
     message = str(info.value)
     assert reason in message and str(path) in message and "\n" not in message
+
+
+@pytest.mark.parametrize("payload", [b"not a pdf at all", None])
+def test_a_corrupt_pdf_leaves_no_library_log_or_warning(tmp_path, reading_config, caplog, payload):
+    """pypdf logs "EOF marker not found" and "invalid pdf header" itself: only our one ReportError may speak."""
+    path = tmp_path / "broken.pdf"
+    path.write_bytes(payload or _wrapped_pdf()[:400])
+    level = logging.getLogger("pypdf").level
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ReportError, match="corrupt .pdf"):
+            read_report_text(path, reading_config)
+    assert caplog.records == [] and caught == []
+    assert logging.getLogger("pypdf").level == level  # muted for the read only
 
 
 def test_scanned_pdf_without_text_layer(tmp_path, reading_config):
@@ -172,3 +199,10 @@ def test_missing_file_and_directory(tmp_path, reading_config):
         load_report(tmp_path / "missing.txt", reading_config)
     with pytest.raises(ReportError, match="directory"):
         load_report(tmp_path, reading_config)
+
+
+def _wrapped_pdf() -> bytes:
+    """A PDF whose first sentence is hard-wrapped across two drawn lines."""
+    return pdf_bytes(["一、基础研究。加强国家实验室建设，推进重大科技基础设施建设和", "前沿科学研究。",
+                      "引进高层次人才100名。"])
+

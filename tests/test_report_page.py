@@ -1,5 +1,6 @@
 """The HTML report page: self-contained, every unit with its stage, and a real headless-Chromium session that
-checks highlighting, tooltips on hover and focus, the stage filter, the summaries and that nothing is fetched."""
+checks highlighting, tooltips on hover and focus, the stage filter, the summaries and that nothing is fetched;
+then the same on a full-length provincial work report (issue 17: 687 units, 59 sections)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import matplotlib
 import pytest
 from typer.testing import CliRunner
 
@@ -18,16 +20,21 @@ from data.labeled_units import load_labeled
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.predictor import Predictor
+from models.stage_profile import stage_profile
 from models.summarizer import load_summarizer_config, summarize_report
 from serve import report_page
 from serve.analyst_config import load_analyst_config
 from serve.cli import app
-from serve.profile_chart import contrast_ratio
+from serve.profile_chart import chart_style, contrast_ratio, draw_profile_chart, render_profile_chart
 from serve.report_page import CHROMIUM_ARGS, badges, inline_svg, render_report_page, tint
+from serve.section_labels import INDENT, short_title
 from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds/003_1e2a77e6e55b6189.txt"
+FULL_REPORT = ROOT / "data/corpus/provincial-2026/guangdong_2026_zfgzbg.txt"
+HAN = re.compile(r"[\u4e00-\u9fff]")
+S_NUMBER = re.compile(r"^S\d+$")
 ARTIFACTS = ROOT / "tests/artifacts"
 
 
@@ -222,7 +229,7 @@ def test_page_in_headless_chromium(page, expected, capsys):
         count = sum(1 for r in rows if r["kind"] == "body" and keys[r["label"]] == stage)
         assert f"{count} 句" in tab.text_content("#filter-status")
         tab.keyboard.press("0")
-        assert tab.evaluate("document.querySelectorAll('#text .unit.sentence[hidden]').length") == 0
+        assert tab.evaluate("Array.from(document.querySelectorAll('#text .unit')).every((u) => u.checkVisibility())")
 
         # the section tree with each section's summary
         summaries = tab.evaluate("""() => Array.from(document.querySelectorAll('nav.toc .summary')).map((s) =>
@@ -260,3 +267,93 @@ def test_screenshot_without_chromium_says_how_to_install_it(page, tmp_path, monk
     monkeypatch.setattr(report_page.shutil, "which", lambda name: None)
     with pytest.raises(ChainstageError, match="apt-get install chromium"):
         report_page.screenshot_page(page, tmp_path / "x.png", load_analyst_config())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# A full-length provincial work report (issue 17)
+
+
+@pytest.fixture(scope="module")
+def full_report(tiny_model, tmp_path_factory) -> dict:
+    """The Guangdong 2026 work report classified by the tiny model, and its page written by the real command."""
+    path = tmp_path_factory.mktemp("full") / "report.html"
+    result = CliRunner().invoke(app, ["report", str(FULL_REPORT), "--model", str(tiny_model), "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    return {"page": path, "classified": Predictor.load(tiny_model).classify(FULL_REPORT)}
+
+
+def test_full_report_chart_rows_are_short_chinese_headings(full_report):
+    classified = full_report["classified"]
+    labels, config = load_labels(), load_analyst_config().chart
+    profile = stage_profile(classified, evidence_per_stage=0)
+    # the chart in the page is exactly the figure checked here
+    html = full_report["page"].read_text(encoding="utf-8")
+    svg = inline_svg(render_profile_chart([profile], labels, config, "svg"))
+    assert svg in html
+    with matplotlib.rc_context(chart_style()):
+        figure = draw_profile_chart([profile], labels, config)
+    rows = [tick.get_text() for tick in figure.axes[0].get_yticklabels()]
+    assert len(rows) > 5
+    headings = {short_title(section.title, config.title_chars) for section in classified.report.sections()}
+    for row in rows:
+        assert HAN.search(row) and not S_NUMBER.match(row.strip()), row
+        assert row in ("全文", "篇首") or row.lstrip(INDENT) in headings, row
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend == list(labels.names)
+
+
+@pytest.mark.browser
+def test_full_report_in_headless_chromium(full_report):
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    classified = full_report["classified"]
+    rows = classified.rows()
+    assert len(rows) > 600
+    keys = {label.name: label.key for label in load_labels().labels}
+    width = load_analyst_config().page.toc_title_chars
+    # the text before the first heading (title, date and venue, 各位代表) is a section of its own, 篇首
+    titles = ["篇首"] * any(not r["section_path"] for r in rows) + [s.title for s in classified.report.sections()]
+    body_stages = [keys[r["label"]] for r in rows if r["kind"] == "body"]
+    stages = sorted(set(body_stages), key=body_stages.count, reverse=True)
+    assert len(stages) >= 2, "the tiny model should use at least two stages here, or the filter test means nothing"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.route(re.compile(r"^(?!file:)"), lambda route: route.abort())
+        errors: list[str] = []
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        tab.goto(full_report["page"].as_uri())
+
+        # every section label shown is its Chinese heading, cut to the configured width, never an S-number
+        toc = tab.evaluate("""() => Array.from(document.querySelectorAll('nav.toc a')).map((a) =>
+            [a.textContent, a.title, a.getBoundingClientRect().height > 0])""")
+        assert [title or label for label, title, _ in toc] == titles
+        for (label, _, visible), heading in zip(toc, titles, strict=True):
+            assert visible and HAN.search(label) and not S_NUMBER.match(label), label
+            assert label == short_title(heading, width)
+        assert any(title for _, title, _ in toc), "no heading here is long enough to be cut: the test is too easy"
+        shown = tab.evaluate("() => Array.from(document.querySelectorAll('#text :is(h2, h3, h4, h5, h6) .text'))"
+                             ".map((h) => h.textContent)")
+        assert shown and all(HAN.search(h) and not S_NUMBER.match(h) for h in shown)
+
+        # a stage filter hides exactly the other stages' sentences, and the headings of sections without that stage
+        visibility = """() => Array.from(document.querySelectorAll('#text .unit')).map((u) =>
+            u.getBoundingClientRect().height > 0)"""
+        for stage in stages[:2]:
+            tab.click(f'button[data-filter="{stage}"]')
+            visible = tab.evaluate(visibility)
+            for row, seen in zip(rows, visible, strict=True):
+                if row["kind"] == "heading":
+                    path = row["section_path"]
+                    expected = any(keys[r["label"]] == stage and r["kind"] != "heading"
+                                   and r["section_path"][:len(path)] == path for r in rows)
+                else:
+                    expected = keys[row["label"]] == stage
+                assert seen == expected, (stage, row["unit_id"], row["text"])
+            assert f"{body_stages.count(stage)} 句" in tab.text_content("#filter-status")
+        tab.click('button[data-filter=""]')
+        assert all(tab.evaluate(visibility))
+        browser.close()
+    assert not errors, errors

@@ -3,7 +3,6 @@ a crash or a kill -9 at any step, with one worker or two; a tiny classifier trai
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from report_files import docx_bytes, pdf_bytes
 from typer.testing import CliRunner
 
 from data.errors import ConfigError
@@ -46,37 +46,12 @@ KEYS = {"units": "unit_id", "reports": "report_id", "errors": "path", "files": "
 SCHEMAS = {"units": UNIT_SCHEMA, "reports": REPORT_SCHEMA, "errors": ERROR_SCHEMA, "files": FILE_SCHEMA}
 
 
-def _docx_bytes(text: str) -> bytes:
-    import docx
-
-    document = docx.Document()
-    for line in text.splitlines():
-        document.add_paragraph(line)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
-
-
-def _pdf_bytes() -> bytes:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    buffer = io.BytesIO()
-    page = canvas.Canvas(buffer)
-    page.setFont("STSong-Light", 12)
-    page.drawString(72, 750, "一、基础研究。加强国家实验室建设，推进重大科技基础设施建设。")
-    page.save()
-    return buffer.getvalue()
-
-
 def build_archive(folder: Path) -> Path:
     """Good seed-derived reports of four kinds and encodings, a duplicate, four broken files and a stray CSV."""
     files = {
         "a/000.txt": SEED["000"].read_bytes(),
         "a/002-gbk.txt": SEED["002"].read_text(encoding="utf-8").encode("gbk"),
-        "b/003.docx": _docx_bytes(SEED["003"].read_text(encoding="utf-8")),
+        "b/003.docx": docx_bytes(SEED["003"].read_text(encoding="utf-8")),
         "b/001.html": ("<!doctype html><html><head><meta charset='utf-8'><title>科技局</title></head><body><article>"
                        + "".join(f"<p>{line}</p>" for line in SEED["001"].read_text(encoding="utf-8").splitlines()
                                  if line.strip())
@@ -84,8 +59,8 @@ def build_archive(folder: Path) -> Path:
         DUPLICATE: SEED["000"].read_bytes(),
         "bad/empty.txt": b"",
         "bad/binary.txt": bytes(range(256)) * 40,
-        "bad/truncated.docx": _docx_bytes(SEED["003"].read_text(encoding="utf-8"))[:3000],
-        "bad/truncated.pdf": _pdf_bytes()[:400],
+        "bad/truncated.docx": docx_bytes(SEED["003"].read_text(encoding="utf-8"))[:3000],
+        "bad/truncated.pdf": pdf_bytes()[:400],
         "notes.csv": b"not,a,report\n",
     }
     for name, payload in files.items():

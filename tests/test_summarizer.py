@@ -1,6 +1,6 @@
-"""Summarizer: budgets, document order, traceable ids, whole short sections, no headings, named compression
-rules, determinism, clear errors; the CLI end to end on a tiny classifier; the abstractive backend on a tiny
-random seq2seq model built here."""
+"""Summarizer: budgets and their cap, hierarchical summaries of sections with subsections, document order,
+traceable ids, whole short sections, no headings, named compression rules, determinism, clear errors; the CLI
+end to end on a tiny classifier; the abstractive backend on a tiny random seq2seq model built here."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from models.summarizer import (
     drop_filler_opening,
     find_section,
     finish_sentence,
+    is_introducer,
     join_sentences,
     load_summarizer_config,
     make_budget,
@@ -45,6 +46,7 @@ from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_003 = ROOT / "seeds/003_1e2a77e6e55b6189.txt"
+GUANGDONG = ROOT / "data/corpus/provincial-2026/guangdong_2026_zfgzbg.txt"  # 33,000 characters, 687 units
 PUNCTUATION = re.compile(r"[\W_]")
 
 
@@ -136,9 +138,22 @@ def test_rule_duplicate_overlap_never_says_a_fact_twice(config):
     fact = "两家省部共建国家重点实验室获批建设。"
     units = make_units([fact, fact, "引进院士5名。"])
     vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    summary = summarize_units(units, vectors, None, Budget(None, 43, 1), relevance_only)  # room for all three
+    summary = summarize_units(units, vectors, None, Budget(None, 43, 1, 300), relevance_only)  # room for all three
     assert summary.unit_ids == ["t-0000", "t-0002"]
     assert len(set(summary.sentences)) == len(summary.sentences)
+
+
+def test_rule_skip_introducers_never_chooses_an_announcement(config):
+    assert is_introducer("主要做了以下工作：") and is_introducer("必须做到“八个聚焦”：。")
+    assert not is_introducer("地区生产总值增长3.9%。") and not is_introducer("一是：加强基础研究。")
+    relevance_only = load_summarizer_config(overrides=["scoring.mmr_lambda=1", "scoring.length_exponent=0"])
+    units = make_units(["主要做了以下工作：", "地区生产总值增长3.9%。", "新增高企1200家。"])
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    summary = summarize_units(units, vectors, None, Budget(None, 60, 1, 300), relevance_only)
+    assert "t-0000" not in summary.unit_ids and summary.unit_ids  # first by position, yet never chosen
+    keep = load_summarizer_config(overrides=["scoring.mmr_lambda=1", "scoring.length_exponent=0",
+                                             "compression.skip_introducers=false"])
+    assert "t-0000" in summarize_units(units, vectors, None, Budget(None, 60, 1, 300), keep).unit_ids
 
 
 def test_finishing_punctuation_is_the_only_change():
@@ -157,8 +172,8 @@ def test_compression_only_ever_deletes(text):
 # Budgets, order, traceability, short sections, headings
 
 
-@pytest.mark.parametrize("budget", [Budget(0.1, None, 20), Budget(0.25, None, 40), Budget(None, 30, 1),
-                                    Budget(None, 120, 1)])
+@pytest.mark.parametrize("budget", [Budget(0.1, None, 20, 300), Budget(0.25, None, 40, 300),
+                                    Budget(None, 30, 1, 300), Budget(None, 120, 1, 300)])
 def test_budgets_are_respected_on_every_seed_section(seed_reports, config, budget):
     checked = 0
     for report in seed_reports:
@@ -175,12 +190,13 @@ def test_budgets_are_respected_on_every_seed_section(seed_reports, config, budge
 def test_output_is_in_document_order_and_traces_back_to_the_source(seed_reports, config):
     for report in seed_reports:
         units = {unit.unit_id: unit for unit in report.units}
-        summaries = summarize_report(synthetic(report), config, Budget(0.3, None, 40))
-        assert [s.section_path for s in summaries] == [list(s.path) for s in summary_sections(report)]
+        summaries = summarize_report(synthetic(report), config, Budget(0.3, None, 40, 300))
+        assert [s.section_path for s in summaries] == [list(s.path) for s in summary_sections(report, True)]
         for summary in summaries:
             chosen = [units[uid] for uid in summary.unit_ids]
             assert [u.index for u in chosen] == sorted(u.index for u in chosen)
-            assert all(list(u.section_path) == summary.section_path and u.kind == "body" for u in chosen)
+            depth = len(summary.section_path)  # a section's summary may draw on its subsections
+            assert all(list(u.section_path[:depth]) == summary.section_path and u.kind == "body" for u in chosen)
             assert summary.spans == [(u.start, u.end) for u in chosen]
             assert all(report.text[start:end] == u.text for (start, end), u in zip(summary.spans, chosen, strict=True))
             assert len(summary.sentences) == len(chosen)
@@ -189,10 +205,101 @@ def test_output_is_in_document_order_and_traces_back_to_the_source(seed_reports,
             assert content(summary.text) == content("".join(summary.sentences))
 
 
+def test_a_ratio_budget_is_capped_and_a_fixed_one_is_not(config):
+    budget = make_budget(config)
+    assert budget.chars(100) == config.budget.min_chars  # 25 % of 100 is under the floor
+    assert budget.chars(800) == 200
+    assert budget.chars(7498) == config.budget.cap_chars == 300  # not 1,874
+    assert make_budget(config, max_chars=1000).chars(7498) == 1000  # the user asked for it
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hierarchy: a section with subsections is summarised from their summaries
+
+
+@pytest.fixture(scope="module")
+def guangdong(reading_config):
+    return synthetic(load_report(GUANGDONG, reading_config))
+
+
+def test_a_long_review_chapter_gets_a_capped_summary_from_several_subsections(guangdong, config):
+    chapter = find_section(guangdong.report, "一、2025年和“十四五”时期工作回顾")
+    assert len([u for u in chapter.all_units() if u.kind == "body"]) == 146 and chapter.children
+    summaries = summarize_report(guangdong, config, section="一、2025年")
+    summary = summaries[0]
+    assert summary.section_path == list(chapter.path) and summary.source_units == 146
+    assert summary.budget_chars == config.budget.cap_chars and 0 < len(summary.text) <= config.budget.cap_chars
+    units = {u.unit_id: u for u in guangdong.report.units}
+    parts = {tuple(units[uid].section_path[:2]) for uid in summary.unit_ids}
+    assert len(parts) >= 3  # drawn from several subsections, not from the first only
+    # hierarchical: every sentence from a subsection is one that subsection's own summary chose
+    by_path = {tuple(s.section_path): s for s in summaries}
+    for uid, sentence in zip(summary.unit_ids, summary.sentences, strict=True):
+        part = tuple(units[uid].section_path[:2])
+        if len(part) == 2:
+            assert uid in by_path[part].unit_ids
+            own = by_path[part].sentences[by_path[part].unit_ids.index(uid)]
+            assert is_subsequence(content(sentence), content(own))  # that sentence, or its leading clauses
+    # before: the chapter's summary was a quarter of its own four introductory units, and nothing of the rest
+    flat = summarize_report(guangdong, load_summarizer_config(overrides=["hierarchy.enabled=false"]),
+                            section="一、2025年")[0]
+    assert flat.source_units == 4 and all(tuple(units[u].section_path) == chapter.path for u in flat.unit_ids)
+    uncapped = load_summarizer_config(overrides=["budget.cap_chars=100000"])
+    assert summarize_report(guangdong, uncapped, section="一、2025年")[0].budget_chars == 1874
+
+
+def test_every_summary_of_a_full_report_keeps_within_the_cap(guangdong, config):
+    summaries = summarize_report(guangdong, config)
+    assert [s.section_path for s in summaries] == [list(s.path) for s in summary_sections(guangdong.report, True)]
+    assert any(s.source_units > 100 for s in summaries)
+    for summary in summaries:
+        assert len(summary.text) <= config.budget.cap_chars or summary.method == "whole"
+
+
+def tree_units(parts: dict[str, list[str]]) -> list[Unit]:
+    """A chapter 一、 with one subsection per key, each a heading and its body units."""
+    units: list[Unit] = []
+    rows = [("heading", "一、工作回顾", ("一、工作回顾",))]
+    for title, texts in parts.items():
+        rows += [("heading", title, ("一、工作回顾", title))] + [("body", t, ("一、工作回顾", title)) for t in texts]
+    start = 0
+    for kind, text, path in rows:
+        units.append(Unit(unit_id=f"t-{len(units):04d}", report_id="t", index=len(units), start=start,
+                          end=start + len(text), text=text, kind=kind, section_path=path))
+        start += len(text)
+    return units
+
+
+def test_subsection_coverage_brings_in_a_part_not_yet_in_the_summary():
+    plain = ["scoring.weights.centrality=0", "scoring.weights.heading=0", "scoring.length_exponent=0",
+             "scoring.mmr_lambda=0.9"]
+    units = tree_units({"（一）产业": ["新增高企1200家，投资80亿元。", "建成平台30个，引进人才500名。",
+                                      "新增专利900件，增长12%。"],
+                        "（二）统筹": ["加强统筹协调推进工作落实。", "压实各方责任形成工作合力。",
+                                      "健全机制持续改进工作作风。"]})
+    vectors = np.ones((len(units), 4))  # only figures and position tell the units apart
+    budget = Budget(None, 50, 1, 300)  # room for three of the six
+    blind = load_summarizer_config(overrides=[*plain, "hierarchy.coverage=0"])
+    assert [int(u[-4:]) for u in summarize_units(units, vectors, None, budget, blind).unit_ids] == [2, 3, 4]
+    covering = load_summarizer_config(overrides=[*plain, "hierarchy.coverage=0.3"])
+    chosen = [int(u[-4:]) for u in summarize_units(units, vectors, None, budget, covering).unit_ids]
+    assert 6 in chosen and 2 in chosen  # the lead of each subsection
+
+
+def test_a_section_whose_body_lies_in_one_part_is_summarised_flat(seed_reports, config):
+    section = find_section(seed_reports[3], "一、/（一）")  # no body units of its own, one 一是 subsection
+    units = section.all_units()
+    rows = [unit.index for unit in units]
+    classified = synthetic(seed_reports[3])
+    flat = load_summarizer_config(overrides=["hierarchy.enabled=false"])
+    args = (units, classified.embeddings[rows], classified.probs[rows], Budget(None, 60, 1, 300))
+    assert summarize_units(*args, config).to_dict() == summarize_units(*args, flat).to_dict()
+
+
 def test_a_section_of_one_or_two_units_comes_back_whole(reading_config, config):
     report = report_from_text("（一）人才工作。引进院士5名，新增青年人才1200名，建成人才驿站10个。"
                               "同时，发放人才绿卡300张。\n（二）平台建设。建成国家实验室1家。", reading_config)
-    summaries = summarize_report(synthetic(report), config, Budget(None, 10, 1))
+    summaries = summarize_report(synthetic(report), config, Budget(None, 10, 1, 300))
     assert [s.method for s in summaries] == ["whole", "whole"]
     assert summaries[0].text == "引进院士5名，新增青年人才1200名，建成人才驿站10个。同时，发放人才绿卡300张。"
     assert summaries[1].text == "建成国家实验室1家。" and summaries[1].unit_ids == [report.units[-1].unit_id]
@@ -204,7 +311,7 @@ def test_a_heading_is_never_chosen_even_when_it_is_the_best_match(config):
     units = make_units(texts, heading="（一）加强基础研究，建设国家实验室，引进人才，推动成果转化")
     embeddings = np.eye(5)[[0, 1, 2, 3, 4]] + 0.5
     embeddings[0] = embeddings[1:].mean(axis=0)  # the heading is the centroid: the most central of all
-    for budget in (Budget(None, 200, 1), Budget(None, 25, 1), Budget(None, 3, 1)):
+    for budget in (Budget(None, 200, 1, 300), Budget(None, 25, 1, 300), Budget(None, 3, 1, 300)):
         summary = summarize_units(units, embeddings, None, budget, config)
         assert units[0].unit_id not in summary.unit_ids and summary.unit_ids
         assert len(summary.text) <= budget.max_chars
@@ -214,7 +321,7 @@ def test_furniture_is_never_chosen(seed_reports, config):
     furniture = {u.unit_id for report in seed_reports for u in report.units if u.kind == "furniture"}
     assert furniture
     for report in seed_reports:
-        for summary in summarize_report(synthetic(report), config, Budget(None, 500, 1)):
+        for summary in summarize_report(synthetic(report), config, Budget(None, 500, 1, 300)):
             assert not furniture & set(summary.unit_ids)
 
 
@@ -224,7 +331,7 @@ def test_informative_units_win(config):
         "scoring.length_exponent=0"])
     texts = ["加强科技工作。", "新增高新技术企业1200家，总数达到6000家。", "加强科技工作。", "引进院士5名。"]
     embeddings = np.ones((4, 8)) + np.eye(4, 8) * 0.01
-    summary = summarize_units(make_units(texts), embeddings, None, Budget(None, 25, 1), only_informative)
+    summary = summarize_units(make_units(texts), embeddings, None, Budget(None, 25, 1, 300), only_informative)
     assert summary.unit_ids == ["t-0001"]  # the unit with figures, not the vague ones
 
 
@@ -233,7 +340,7 @@ def test_mmr_does_not_repeat_a_duplicate():
     # the first two say the same thing in other words: the vectors know it, the characters do not
     twins = make_units(["建设国家实验室。", "打造省级重点平台。", "引进高层次人才。"])
     vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    budget = Budget(None, 17, 1)  # room for two of the three
+    budget = Budget(None, 17, 1, 300)  # room for two of the three
     relevance_only = load_summarizer_config(overrides=[*plain, "scoring.mmr_lambda=1"])
     assert summarize_units(twins, vectors, None, budget, relevance_only).unit_ids == ["t-0000", "t-0001"]
     mmr = load_summarizer_config(overrides=[*plain, "scoring.mmr_lambda=0.5"])
@@ -245,7 +352,7 @@ def test_stage_coverage_brings_in_a_stage_not_yet_covered():
     units = make_units(["建设实验室。", "筹建研究所。", "引进科技人才。"])
     vectors = np.ones((3, 4))  # equally relevant and equally redundant: only the stages differ
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9]])
-    budget = Budget(None, 13, 1)  # room for two of the three
+    budget = Budget(None, 13, 1, 300)  # room for two of the three
     covering = load_summarizer_config(overrides=[*plain, "scoring.weights.stage_coverage=0.5"])
     assert summarize_units(units, vectors, probs, budget, covering).unit_ids == ["t-0000", "t-0002"]
     blind = load_summarizer_config(overrides=[*plain, "scoring.weights.stage_coverage=0"])
@@ -254,7 +361,7 @@ def test_stage_coverage_brings_in_a_stage_not_yet_covered():
 
 def test_stage_summaries_use_the_classifier_stages(seed_reports, config):
     classified = synthetic(seed_reports[3])
-    summaries = summarize_by_stage(classified, config, Budget(None, 80, 1))
+    summaries = summarize_by_stage(classified, config, Budget(None, 80, 1, 300))
     stages = [s.stage for s in summaries]
     assert "其他" not in stages and stages == [n for n in classified.label_names if n in stages]
     top = classified.probs.argmax(axis=1)
@@ -305,13 +412,13 @@ def test_section_selection(seed_reports, config):
 def test_bad_input_gives_a_clear_error(seed_reports, config):
     units = make_units(["建设国家实验室。", "引进院士5名。", "新增高企1200家。"])
     with pytest.raises(ValueError, match=r"3 units, embeddings \(2, 4\)"):
-        summarize_units(units, np.ones((2, 4)), None, Budget(None, 20, 1), config)
+        summarize_units(units, np.ones((2, 4)), None, Budget(None, 20, 1, 300), config)
     with pytest.raises(ValueError, match="NaN"):
-        summarize_units(units, np.full((3, 4), np.nan), None, Budget(None, 20, 1), config)
+        summarize_units(units, np.full((3, 4), np.nan), None, Budget(None, 20, 1, 300), config)
     with pytest.raises(ValueError, match="probs"):
-        summarize_units(units, np.ones((3, 4)), np.ones((2, 6)), Budget(None, 20, 1), config)
+        summarize_units(units, np.ones((3, 4)), np.ones((2, 6)), Budget(None, 20, 1, 300), config)
     with pytest.raises(ValueError, match="no body units"):
-        summarize_units(make_units([], heading="（一）标题"), np.ones((1, 4)), None, Budget(None, 20, 1), config)
+        summarize_units(make_units([], heading="（一）标题"), np.ones((1, 4)), None, Budget(None, 20, 1, 300), config)
     with pytest.raises(ConfigError, match="not both"):
         make_budget(config, ratio=0.2, max_chars=50)
     with pytest.raises(ConfigError, match=r"--ratio must be in \(0, 1\]"):
@@ -320,6 +427,10 @@ def test_bad_input_gives_a_clear_error(seed_reports, config):
         make_budget(config, max_chars=0)
     with pytest.raises(ConfigError, match="scoring.mmr_lambda"):
         load_summarizer_config(overrides=["scoring.mmr_lambda=2"])
+    with pytest.raises(ConfigError, match="budget.cap_chars"):
+        load_summarizer_config(overrides=["budget.cap_chars=10"])
+    with pytest.raises(ConfigError, match="hierarchy.coverage"):
+        load_summarizer_config(overrides=["hierarchy.coverage=-1"])
     with pytest.raises(ConfigError, match="scoring.weights.centrlity"):
         load_summarizer_config(overrides=["scoring.weights.centrlity=1"])
     with pytest.raises(ConfigError, match="compression.enumerator_pattern"):
@@ -370,7 +481,7 @@ def test_cli_summarizes_with_one_classifier_pass(tiny_classifier, reading_config
     assert result.exit_code == 0, result.output
     assert calls == [78]  # every unit encoded once, in one pass
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(rows) == len(summary_sections(load_report(SEED_003, reading_config)))
+    assert len(rows) == len(summary_sections(load_report(SEED_003, reading_config), True))
     assert all(len(r["text"]) <= 60 or r["method"] == "whole" for r in rows)
     assert all(r["source"] == str(SEED_003) and len(r["spans"]) == len(r["unit_ids"]) for r in rows)
 
@@ -439,11 +550,11 @@ def test_abstractive_backend_runs_the_named_checkpoint(tiny_seq2seq, seed_report
     config = load_summarizer_config(overrides=["method=abstractive", f"abstractive.checkpoint={tiny_seq2seq}",
                                                "abstractive.max_input_tokens=100", "abstractive.num_beams=1"])
     backend = AbstractiveBackend(config)
-    section = find_section(seed_reports[3], "一、/（一）")
+    section = find_section(seed_reports[3], "二、/（三）")  # a section without subsections
     rows = [unit.index for unit in section.units]
     classified = synthetic(seed_reports[3])
     summary = summarize_units(section.units, classified.embeddings[rows], classified.probs[rows],
-                              Budget(None, 40, 1), config, backend=backend)
+                              Budget(None, 40, 1, 300), config, backend=backend)
     body = [unit for unit in section.units if unit.kind == "body"]
     assert summary.method == "abstractive" and 0 < len(summary.text) <= 40
     # the input is the leading units that fit in 100 tokens (one token per character here), never a cut unit
@@ -463,8 +574,8 @@ def test_abstractive_sampling_is_repeatable_with_the_seed(tiny_seq2seq, seed_rep
                                                "abstractive.do_sample=true", "abstractive.num_beams=1"])
     backend = AbstractiveBackend(config)
     classified = synthetic(seed_reports[3])
-    first = summarize_report(classified, config, Budget(None, 30, 1), section="一、", backend=backend)
-    again = summarize_report(classified, config, Budget(None, 30, 1), section="一、", backend=backend)
+    first = summarize_report(classified, config, Budget(None, 30, 1, 300), section="一、", backend=backend)
+    again = summarize_report(classified, config, Budget(None, 30, 1, 300), section="一、", backend=backend)
     assert [s.text for s in first] == [s.text for s in again]
     assert any(s.method == "abstractive" for s in first)
 

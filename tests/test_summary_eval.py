@@ -16,6 +16,7 @@ from training.summary_eval import (
     CharTokenizer,
     EvalSection,
     evaluate_summaries,
+    find_report_file,
     lead_summary,
     load_references,
     oracle_summary,
@@ -65,16 +66,48 @@ def test_baselines_and_oracle_keep_the_budget_and_the_order(config):
     assert best >= rouge(reference, lead_summary(TEXTS, 40, rules))["rouge1"]["f"]
 
 
-def test_every_reference_still_matches_its_section(seed_paths, reading_config):
+def test_every_reference_still_matches_its_section(config, reading_config):
     references = load_references(REFERENCES)
-    assert len(references) >= 40 and len({r["report_id"] for r in references}) == 5
-    reports = {path.stem: load_report(path, reading_config) for path in seed_paths}
+    dirs = [str(ROOT / folder) for folder in config.evaluation.report_dirs]
+    files = {rid: find_report_file(rid, dirs) for rid in {r["report_id"] for r in references}}
+    reports = {rid: load_report(path, reading_config) for rid, path in files.items()}
+    corpus = [r for r in references if files[r["report_id"]].parent.name == "provincial-2026"]
+    assert len(references) - len(corpus) == 50 and len({r["report_id"] for r in references}) - 5 >= 4
+    long_sections = 0
     for reference in references:
         units = reference_section_units(reports[reference["report_id"]], reference)
-        assert len([u for u in units if u.kind == "body"]) >= 4
+        body = [u for u in units if u.kind == "body"]
+        # chosen with four or more body units; one seed section has since lost its lead sentence to a heading
+        assert len(body) >= 3 and sum(len(u.text) for u in body) == reference["section_chars"]
+        nested = any(len(u.section_path) > len(reference["section_path"]) for u in body)
+        long_sections += reference in corpus and (nested or len(body) >= 100)
+    assert len(corpus) >= 12 and long_sections >= 4
+    assert all(r["annotator"] and len(r["summary"]) <= config.budget.cap_chars for r in corpus)
     changed = dict(references[0], unit_ids=references[0]["unit_ids"][1:])
     with pytest.raises(ConfigError, match="no longer has the units"):
         reference_section_units(reports[changed["report_id"]], changed)
+
+
+def test_a_reference_covers_its_own_units_or_its_whole_subtree(seed_paths, reading_config):
+    report = load_report(seed_paths[1], reading_config)  # 001: chapter 一、 has its own units and subsections
+    (chapter,) = [s for s in report.sections() if s.path[-1].startswith("一、")]
+    own = [u.unit_id for u in chapter.units if u.kind == "body"]
+    tree = [u.unit_id for u in chapter.all_units() if u.kind == "body"]
+    reference = {"report_id": report.report_id, "section_path": list(chapter.path), "summary": "x"}
+    assert reference_section_units(report, dict(reference, unit_ids=own)) == chapter.units
+    assert reference_section_units(report, dict(reference, unit_ids=tree)) == chapter.all_units()
+
+
+def test_a_report_is_found_in_exactly_one_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "r1.txt").write_text("报告", encoding="utf-8")
+    assert find_report_file("r1", [str(tmp_path / "a"), str(tmp_path / "b")]) == tmp_path / "a" / "r1.txt"
+    with pytest.raises(ConfigError, match="'r2' .* is in none of evaluation.report_dirs"):
+        find_report_file("r2", [str(tmp_path / "a")])
+    (tmp_path / "b" / "r1.txt").write_text("报告", encoding="utf-8")
+    with pytest.raises(ConfigError, match="more than one"):
+        find_report_file("r1", [str(tmp_path / "a"), str(tmp_path / "b")])
 
 
 def test_reference_file_errors_name_the_file(tmp_path):
@@ -97,7 +130,7 @@ def eval_sections(seed_paths, reading_config) -> list[EvalSection]:
     for reference in picked[:3] + picked[-3:]:
         units = reference_section_units(reports[reference["report_id"]], reference)
         sections.append(EvalSection(reference, units, rng.normal(size=(len(units), 8)),
-                                    rng.dirichlet(np.ones(6), size=len(units))))
+                                    rng.dirichlet(np.ones(6), size=len(units)), "seeds"))
     return sections
 
 
@@ -114,6 +147,7 @@ def test_evaluation_table_compares_every_method_within_budget(config, eval_secti
     assert comparison["ci95"][0] <= comparison["mean"] <= comparison["ci95"][1]
     table = results_markdown(results)
     assert "| **ours** |" in table and "| Lead-k |" in table and "synthetic vectors" in table
+    assert "| reports in seeds | 6 |" in table and "ours without hierarchy (flat)" in table
 
 
 def test_grid_search_scores_held_out_reports(config, eval_sections):

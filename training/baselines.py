@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from data.labels import LabelSet
+from models.text_member import member_probabilities
 
 
 def keyword_rules(texts: list[str], labels: LabelSet) -> np.ndarray:
@@ -29,22 +30,19 @@ def keyword_rules(texts: list[str], labels: LabelSet) -> np.ndarray:
     return np.array(predictions)
 
 
-def _full_proba(model, x, num_labels: int) -> np.ndarray:  # noqa: ANN001
-    """predict_proba over every label, with 0 for a label absent from the training fold."""
-    out = np.zeros((len(x) if isinstance(x, list) else x.shape[0], num_labels))
-    out[:, model.classes_] = model.predict_proba(x)
-    return out
-
-
-def tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, test_texts: list[str], seed: int,
-                 num_labels: int) -> np.ndarray:
-    """Character 1-3-gram TF-IDF with a class-balanced logistic regression; returns probabilities."""
+def fit_tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, seed: int) -> Pipeline:
+    """Character 1-3-gram TF-IDF with a class-balanced logistic regression (also the served text member)."""
     model = make_pipeline(
         TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1),
         LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced", random_state=seed),
     )
-    model.fit(train_texts, train_labels)
-    return _full_proba(model, test_texts, num_labels)
+    return model.fit(train_texts, train_labels)
+
+
+def tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, test_texts: list[str], seed: int,
+                 num_labels: int) -> np.ndarray:
+    """Probabilities of the TF-IDF baseline fit on the training units."""
+    return member_probabilities(fit_tfidf_logreg(train_texts, train_labels, seed), test_texts, num_labels)
 
 
 def embedding_logreg(train_vectors: np.ndarray, train_labels: np.ndarray, test_vectors: np.ndarray,
@@ -55,4 +53,6 @@ def embedding_logreg(train_vectors: np.ndarray, train_labels: np.ndarray, test_v
 
     model = LogisticRegression(max_iter=3000, C=10.0, class_weight="balanced", random_state=seed)
     model.fit(normalise(train_vectors), train_labels)
-    return _full_proba(model, normalise(test_vectors), num_labels)
+    probabilities = np.zeros((len(test_vectors), num_labels))
+    probabilities[:, model.classes_] = model.predict_proba(normalise(test_vectors))
+    return probabilities

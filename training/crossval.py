@@ -16,6 +16,7 @@ from models.base_encoder import ensure_base_encoder
 from models.classifier import forward_logits, softmax
 from models.classifier_config import ClassifierConfig
 from models.embedding import SentenceEncoder
+from models.text_member import combine, member_probabilities
 from training.baselines import embedding_logreg, keyword_rules, tfidf_logreg
 from training.calibration import expected_calibration_error, nll
 from training.metrics import classification_metrics
@@ -43,13 +44,6 @@ def onnx_scores(fitted: FittedClassifier, train: list[dict], test: list[dict], c
         for name, variant in record["variants"].items()}}
 
 
-def ensemble_probabilities(members: list[np.ndarray]) -> np.ndarray:
-    """Geometric mean of the members' calibrated probabilities (the mean of their log-probabilities), renormalised."""
-    log_mean = np.mean([np.log(np.clip(m, 1e-9, 1.0)) for m in members], axis=0)
-    weights = np.exp(log_mean - log_mean.max(axis=1, keepdims=True))
-    return weights / weights.sum(axis=1, keepdims=True)
-
-
 def evaluate_methods(train: list[dict], test: list[dict], config: ClassifierConfig, labels: LabelSet,
                      vectors: dict[str, np.ndarray], progress: bool,
                      onnx: bool = False) -> tuple[dict[str, np.ndarray], dict]:
@@ -75,10 +69,13 @@ def evaluate_methods(train: list[dict], test: list[dict], config: ClassifierConf
     tfidf = tfidf_logreg([r["text"] for r in train], y_train, [r["text"] for r in test], config.train.seed, k)
     frozen = embedding_logreg(np.stack([vectors[r["unit_id"]] for r in train]), y_train,
                               np.stack([vectors[r["unit_id"]] for r in test]), config.train.seed, k)
+    # with ensemble.text_member the served pair (member fit beside the encoder, calibrated as a whole) is scored
+    text_member = tfidf if fitted.text_member is None else member_probabilities(
+        fitted.text_member, [r["text"] for r in test], k)
     predictions = {
         "fine-tuned": tuned.argmax(1),
-        "fine-tuned + tf-idf": ensemble_probabilities([tuned, tfidf]).argmax(1),
-        "fine-tuned + tf-idf + frozen": ensemble_probabilities([tuned, tfidf, frozen]).argmax(1),
+        "fine-tuned + tf-idf": combine([tuned, text_member], fitted.ensemble_temperature).argmax(1),
+        "fine-tuned + tf-idf + frozen": combine([tuned, tfidf, frozen]).argmax(1),
         "keyword rules": keyword_rules([r["text"] for r in test], labels),
         "tf-idf + LR": tfidf.argmax(1),
         "frozen e5 + LR": frozen.argmax(1),

@@ -18,11 +18,12 @@ from data.configuration import to_dict
 from data.labels import LabelSet
 from models.classifier import softmax
 from models.classifier_config import ClassifierConfig
+from models.text_member import MEMBER_FILE, save_member
 from training.calibration import expected_calibration_error, nll
 from training.metrics import classification_metrics, plot_confusion_matrix
 from training.train import FittedClassifier
 
-PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "scikit-learn", "numpy")
+PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "scikit-learn", "skops", "numpy")
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 
 
@@ -70,7 +71,11 @@ def save_model_folder(fitted: FittedClassifier, config: ClassifierConfig, labels
     fitted.tokenizer.save_pretrained(out_dir)
     (out_dir / "training_config.yaml").write_text(
         yaml.safe_dump(to_dict(config), allow_unicode=True, sort_keys=False), encoding="utf-8")
-    (out_dir / "calibration.json").write_text(json.dumps({"temperature": fitted.temperature}), encoding="utf-8")
+    calibration = {"temperature": fitted.temperature}
+    if fitted.text_member is not None:
+        save_member(fitted.text_member, out_dir)
+        calibration["ensemble_temperature"] = fitted.ensemble_temperature
+    (out_dir / "calibration.json").write_text(json.dumps(calibration), encoding="utf-8")
     metrics = _dev_metrics(fitted, labels, config.calibration.ece_bins)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
     if metrics:
@@ -92,6 +97,28 @@ def save_model_folder(fitted: FittedClassifier, config: ClassifierConfig, labels
     return out_dir
 
 
+def held_out_summary(results_file: Path) -> str:
+    """The headline of the last committed `chainstage evaluate` run (docs/results), or a note that there is none."""
+    if not results_file.is_file():
+        return f"Not measured for this configuration (no `{results_file}`); run `chainstage evaluate`."
+    results = json.loads(results_file.read_text(encoding="utf-8"))
+    command = results.get("command", "chainstage evaluate")
+    lines = [f"From `{command}` (grouped {len(results['folds'])}-fold over reports; every report is "
+             "scored by a model that never saw it), macro-F1 mean ± std over reports and pooled over their units:", "",
+             "| test | method | macro-F1 mean ± std | pooled macro-F1 |", "|---|---|---|---|"]
+    for name, by_method in [*(("held-out " + g, m) for g, m in results["grouped"].items()),
+                            *(("cross-genre " + pair, m) for pair, m in results.get("cross_genre", {}).items())]:
+        for method in ("fine-tuned + tf-idf", "fine-tuned", "tf-idf + LR", "frozen e5 + LR", "keyword rules"):
+            m = by_method[method]
+            lines.append(f"| {name} | {method} | {m['macro_f1_mean']:.3f} ± {m['macro_f1_std']:.3f} | "
+                         f"{m['pooled']['macro_f1']:.3f} |")
+    if "devset" in results:
+        lines += ["", "Devset (trained on all labelled reports): " + ", ".join(
+            f"{method} {results['devset']['methods'][method]['macro_f1']:.3f}"
+            for method in ("fine-tuned + tf-idf", "fine-tuned", "tf-idf + LR"))]
+    return "\n".join(lines)
+
+
 def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels: LabelSet, records: list[dict],
                       metrics: dict, versions: dict[str, str], folder_name: str) -> str:
     """Fill the model-card template (tested by a pattern match, as SetFit does)."""
@@ -104,7 +131,15 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
                "| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n" + "\n".join(rows))
     else:
         dev = "no dev units were held out (data.dev_fraction = 0)."
+    genres = sorted({r.get("genre", "labelled") for r in records})
+    ensemble = ("It is served as an ensemble: the fine-tuned encoder and a character TF-IDF + logistic-regression "
+                f"member (`{MEMBER_FILE}`, loaded with skops), combined as the geometric mean of their probabilities "
+                f"and calibrated as a whole (temperature {fitted.ensemble_temperature:.3f}). `Predictor` serves the "
+                "pair on every backend; `transformers.pipeline` loads the encoder alone."
+                if fitted.text_member is not None else "The encoder is served alone.")
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        genres=" and ".join(f"`{g}`" for g in genres), ensemble_note=ensemble,
+        held_out=held_out_summary(Path(config.evaluate.card_results)),
         base_model=config.model.base, train_size=fitted.train_size, dev_size=fitted.dev_size,
         report_count=len({r["report_id"] for r in records}), label_table=label_table, folder_name=folder_name,
         prefix_repr=repr(config.model.prefix), context=config.model.context, head=config.model.head,

@@ -1,8 +1,10 @@
 """Character-level ROUGE of the summarizer against Lead-k, TextRank and the extractive oracle.
 
 Every method summarises the same body units of each reference section, within the same budget: the reference
-summary's own length in characters. ROUGE follows the LCSTS convention (characters are the tokens), scored with
-Google's ``rouge-score`` and a character tokenizer, since its default tokenizer keeps only ASCII letters and digits.
+summary's own length in characters. A reference covers a section's own body units or, for a section summarised
+with its subsections, every body unit below it; the summarizer is then hierarchical, the baselines flat.
+ROUGE follows the LCSTS convention (characters are the tokens), scored with Google's ``rouge-score`` and a
+character tokenizer, since its default tokenizer keeps only ASCII letters and digits.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from models.summarizer import (
     SummarizerConfig,
     fill_budget,
     finish_sentence,
+    has_several_parts,
     join_sentences,
     pagerank,
     summarize_units,
@@ -39,6 +42,7 @@ from models.summarizer import (
 logger = logging.getLogger(__name__)
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+FLAT = "ours without hierarchy (flat)"
 REFERENCE_FIELDS = ("report_id", "section_path", "unit_ids", "summary")
 
 
@@ -59,16 +63,24 @@ def rouge(reference: str, candidate: str) -> dict[str, dict[str, float]]:
 
 @dataclass
 class EvalSection:
-    """One reference section: its units (heading included), their vectors and, with a classifier, probabilities."""
+    """One reference section: its units (heading included), their vectors and, with a classifier, probabilities,
+    and the folder its report came from (the tables break results down by it)."""
 
     reference: dict[str, Any]
     units: list[Unit]
     embeddings: np.ndarray
     probs: np.ndarray | None
+    report_dir: str
 
     @property
     def body(self) -> list[Unit]:
         return [unit for unit in self.units if unit.kind == "body"]
+
+    @property
+    def nested(self) -> bool:
+        """Whether the reference's units lie in two or more parts (its own units, each subsection), which the
+        summarizer summarises hierarchically."""
+        return has_several_parts(self.units, self.reference["section_path"])
 
     @property
     def budget_chars(self) -> int:
@@ -92,15 +104,27 @@ def load_references(path: str | Path) -> list[dict[str, Any]]:
 
 
 def reference_section_units(report: Report, reference: dict[str, Any]) -> list[Unit]:
-    """The reference's section in the report, checked unit for unit (a changed segmentation must not go unseen)."""
+    """The reference's section in the report, its own units or its whole subtree (whichever the reference's
+    body units are), checked unit for unit (a changed segmentation must not go unseen)."""
     for section in report.sections():
         if list(section.path) == list(reference["section_path"]):
-            body = [unit.unit_id for unit in section.units if unit.kind != "heading"]
-            if body != list(reference["unit_ids"]):
-                raise ConfigError(f"{report.source}: section {' / '.join(section.path)} no longer has the units of "
-                                  "its reference summary; re-check data/labeled/summaries.jsonl")
-            return section.units
+            for units in (section.units, section.all_units()):
+                if [unit.unit_id for unit in units if unit.kind == "body"] == list(reference["unit_ids"]):
+                    return list(units)
+            raise ConfigError(f"{report.source}: section {' / '.join(section.path)} no longer has the units of its "
+                              "reference summary; re-check data/labeled/summaries.jsonl")
     raise ConfigError(f"{report.source}: no section {' / '.join(reference['section_path'])} (named in the references)")
+
+
+def find_report_file(report_id: str, report_dirs: Sequence[str]) -> Path:
+    """``<report_id>.txt`` in exactly one of ``report_dirs``."""
+    found = [Path(folder) / f"{report_id}.txt" for folder in report_dirs
+             if (Path(folder) / f"{report_id}.txt").is_file()]
+    if len(found) != 1:
+        where = "none" if not found else "more than one"
+        raise ConfigError(f"report '{report_id}' (named in the references) is in {where} of "
+                          f"evaluation.report_dirs ({', '.join(report_dirs)})")
+    return found[0]
 
 
 def load_eval_sections(config: SummarizerConfig, model: str | Path | None = None,
@@ -110,8 +134,8 @@ def load_eval_sections(config: SummarizerConfig, model: str | Path | None = None
     settings = config.evaluation
     references = load_references(settings.references)
     reading = load_reading_config()
-    reports = {rid: load_report(Path(settings.seeds_dir) / f"{rid}.txt", reading)
-               for rid in sorted({r["report_id"] for r in references})}
+    files = {rid: find_report_file(rid, settings.report_dirs) for rid in sorted({r["report_id"] for r in references})}
+    reports = {rid: load_report(path, reading) for rid, path in files.items()}
     vectors: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     if model is not None:
         from models.predictor import Predictor
@@ -136,7 +160,8 @@ def load_eval_sections(config: SummarizerConfig, model: str | Path | None = None
         units = reference_section_units(report, reference)
         rows = [unit.index for unit in units]
         embeddings, probs = vectors[reference["report_id"]]
-        sections.append(EvalSection(reference, units, embeddings[rows], None if probs is None else probs[rows]))
+        sections.append(EvalSection(reference, units, embeddings[rows], None if probs is None else probs[rows],
+                                    str(files[reference["report_id"]].parent)))
     return sections, source
 
 
@@ -210,7 +235,8 @@ def oracle_summary(texts: Sequence[str], reference: str, budget_chars: int, rule
 
 def _ours(config: SummarizerConfig) -> Callable[[EvalSection], str]:
     def run(section: EvalSection) -> str:
-        budget = Budget(ratio=None, max_chars=section.budget_chars, min_chars=config.budget.min_chars)
+        budget = Budget(ratio=None, max_chars=section.budget_chars, min_chars=config.budget.min_chars,
+                        cap_chars=config.budget.cap_chars)
         return summarize_units(section.units, section.embeddings, section.probs, budget, config,
                                section_path=section.reference["section_path"]).text
     return run
@@ -233,6 +259,11 @@ def _ablations(config: SummarizerConfig, with_probs: bool) -> dict[str, Summariz
         configs["ours without MMR (relevance only)"] = replace_key(config, "scoring.mmr_lambda", 1.0)
     configs["ours without compression rules"] = dataclasses.replace(config, compression=dataclasses.replace(
         config.compression, enumerators=False, filler_openings=[]))
+    if config.hierarchy.enabled:
+        # the method before hierarchy: one flat section of every unit below the heading
+        configs[FLAT] = replace_key(config, "hierarchy.enabled", False)
+        if config.hierarchy.coverage > 0:
+            configs["ours without subsection coverage"] = replace_key(config, "hierarchy.coverage", 0.0)
     return configs
 
 
@@ -260,8 +291,8 @@ def evaluate_summaries(config: SummarizerConfig, sections: list[EvalSection], so
         methods[name] = _ours(variant)
     rows = []
     for section in sections:
-        row: dict[str, Any] = {"report_id": section.reference["report_id"],
-                               "section_path": section.reference["section_path"],
+        row: dict[str, Any] = {"report_id": section.reference["report_id"], "report_dir": section.report_dir,
+                               "section_path": section.reference["section_path"], "nested": section.nested,
                                "budget_chars": section.budget_chars, "summaries": {}, "scores": {}}
         for name, method in methods.items():
             text = method(section)
@@ -281,12 +312,27 @@ def evaluate_summaries(config: SummarizerConfig, sections: list[EvalSection], so
                                          "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
     return {"sections": len(rows), "reports": len({row["report_id"] for row in rows}), "embeddings": source,
             "mean_budget_chars": float(np.mean([row["budget_chars"] for row in rows])) if rows else 0.0,
-            "means": means, "over_budget": over_budget, "comparisons": comparisons, "rows": rows}
+            "means": means, "over_budget": over_budget, "comparisons": comparisons,
+            "breakdown": breakdown(rows, list(methods)), "rows": rows}
+
+
+def breakdown(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Mean F1s per group of sections: by report folder (the genre), and by whether the section has two or more
+    parts, so that a gain on one kind of section cannot hide a loss on another."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(f"reports in {row['report_dir']}", []).append(row)
+    for nested, name in ((True, "sections of 2+ parts (own units, subsections)"), (False, "sections of one part")):
+        groups[name] = [row for row in rows if row["nested"] == nested]
+    return {name: {"sections": len(members),
+                   "means": {method: {rt: float(np.mean([row["scores"][method][rt]["f"] for row in members]))
+                                      for rt in ROUGE_TYPES} for method in methods}}
+            for name, members in groups.items() if members}
 
 
 def results_markdown(results: dict[str, Any]) -> str:
     """The README table: mean character-level ROUGE F1 per method, then ours minus each baseline."""
-    lines = [f"{results['sections']} reference sections from {results['reports']} seed reports; budget = the "
+    lines = [f"{results['sections']} reference sections from {results['reports']} reports; budget = the "
              f"reference's length (mean {results['mean_budget_chars']:.0f} characters); unit vectors from "
              f"{results['embeddings']}.", "",
              "| method | ROUGE-1 F1 | ROUGE-2 F1 | ROUGE-L F1 | over budget |", "|---|---|---|---|---|"]
@@ -300,6 +346,11 @@ def results_markdown(results: dict[str, Any]) -> str:
         cells = [f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" for d in by_type.values()]
         lines.append(f"| {baseline} | {' | '.join(cells)} | {by_type['rougeL']['wins']}/"
                      f"{by_type['rougeL']['losses']} |")
+    shown = [name for name in ("Lead-k", "TextRank", "ours", FLAT) if name in results["means"]]
+    lines += ["", f"| sections (ROUGE-1 / -2 / -L F1) | n | {' | '.join(shown)} |", "|---|---|" + "---|" * len(shown)]
+    for group, numbers in results["breakdown"].items():
+        cells = [" / ".join(f"{numbers['means'][name][rt]:.3f}" for rt in ROUGE_TYPES) for name in shown]
+        lines.append(f"| {group} | {numbers['sections']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -328,7 +379,7 @@ def _objective_rows(sections: list[EvalSection], summarize: Callable[[EvalSectio
 def tune_weights(config: SummarizerConfig, sections: list[EvalSection], grid: dict[str, list[float]],
                  progress: bool = True) -> dict[str, Any]:
     """Score every grid point on every section; pick the best on all sections, and estimate how well picking
-    generalises by leave-one-report-out (pick on four reports, score on the fifth)."""
+    generalises by leave-one-report-out (pick on the other reports, score on the one held out)."""
     from tqdm.auto import tqdm
 
     keys = list(grid)
@@ -368,7 +419,7 @@ def tuning_markdown(tuned: dict[str, Any]) -> str:
              "ROUGE-1/2/L F1 per section.", "",
              "| | mean ROUGE-1/2/L F1 |", "|---|---|",
              f"| best setting, chosen and scored on all sections (optimistic) | {tuned['best_in_sample']:.4f} |",
-             f"| chosen on four reports, scored on the fifth (leave-one-report-out) | "
+             f"| chosen on the other reports, scored on the one held out (leave-one-report-out) | "
              f"{tuned['leave_one_report_out']:.4f} |"]
     lines += [f"| {name} | {value:.4f} |" for name, value in tuned["baselines"].items()]
     lines += ["", "best: " + ", ".join(f"{key}={value}" for key, value in tuned["best"].items()), ""]

@@ -22,8 +22,17 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, Trai
 from data.labeled_units import record_context
 from data.labels import LabelSet
 from models.base_encoder import ensure_base_encoder
-from models.classifier import build_classifier, encode_inputs, forward_logits, freeze_word_embeddings, load_tokenizer
+from models.classifier import (
+    build_classifier,
+    encode_inputs,
+    forward_logits,
+    freeze_word_embeddings,
+    load_tokenizer,
+    softmax,
+)
 from models.classifier_config import ClassifierConfig
+from models.text_member import combine, member_probabilities
+from training.baselines import fit_tfidf_logreg
 from training.calibration import calibrate_temperature
 from training.linear_probe import head_features, warm_start_head
 
@@ -42,6 +51,8 @@ class FittedClassifier:
     train_size: int
     dev_size: int
     epochs_run: float
+    text_member: Any  # the TF-IDF + LR pipeline served beside the encoder, or None (config ensemble.text_member)
+    ensemble_temperature: float
 
 
 def seed_everything(seed: int) -> None:
@@ -192,5 +203,13 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         dev_logits, _ = forward_logits(model, tokenizer, dev_inputs, config.predict.batch_size)
         dev_labels = np.array([labels.label2id[r["label"]] for r in dev_records])
         temperature = calibrate_temperature(dev_logits, dev_labels, config.calibration.max_iter)
+    member, ensemble_temperature = None, 1.0
+    if config.ensemble.text_member:
+        # fit on the same training units as the encoder, so that the dev units calibrate the ensemble as a whole
+        member = fit_tfidf_logreg([r["text"] for r in train_records], np.array(train_set["labels"]), config.train.seed)
+        if dev_records:
+            combined = combine([softmax(dev_logits, temperature),
+                                member_probabilities(member, [r["text"] for r in dev_records], len(labels.names))])
+            ensemble_temperature = calibrate_temperature(np.log(combined), dev_labels, config.calibration.max_iter)
     return FittedClassifier(model, tokenizer, temperature, dev_logits, dev_labels, len(train_records),
-                            len(dev_records), float(trainer.state.epoch or 0))
+                            len(dev_records), float(trainer.state.epoch or 0), member, ensemble_temperature)
