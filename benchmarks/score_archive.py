@@ -13,7 +13,6 @@ sum of the resident set sizes of the run's process tree (driver, workers, and fo
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import subprocess
 import sys
@@ -30,6 +29,10 @@ from data.load import load_report
 from data.reading_config import load_reading_config
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the .docx builder the tests use
+
+from report_files import docx_bytes  # noqa: E402
+
 ENGINES = {"local (2 workers)": ["--engine", "local", "--workers", "2"],
            "ray (1 worker)": ["--engine", "ray", "--workers", "1"],
            "ray (2 workers)": ["--engine", "ray", "--workers", "2"]}
@@ -47,17 +50,6 @@ def seed_sections() -> list[str]:
     return sections
 
 
-def _docx(text: str) -> bytes:
-    import docx
-
-    document = docx.Document()
-    for line in text.splitlines():
-        document.add_paragraph(line)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
-
-
 def build_archive(folder: Path, reports: int, broken_every: int, seed: int = 13) -> tuple[int, int]:
     """Write ``reports`` reports of 2-3 seed sections each, plus broken files; returns (good, broken) counts."""
     rng = random.Random(seed)
@@ -69,7 +61,7 @@ def build_archive(folder: Path, reports: int, broken_every: int, seed: int = 13)
         shelf = folder / f"shelf-{index % 7}"
         shelf.mkdir(parents=True, exist_ok=True)
         if kind == "docx":
-            (shelf / f"report-{index:04d}.docx").write_bytes(_docx(text))
+            (shelf / f"report-{index:04d}.docx").write_bytes(docx_bytes(text))
         elif kind == "html":
             body = "".join(f"<p>{line}</p>" for line in text.splitlines())
             page = f"<!doctype html><html><head><meta charset='utf-8'></head><body><article>{body}</article></body>"
@@ -78,7 +70,7 @@ def build_archive(folder: Path, reports: int, broken_every: int, seed: int = 13)
             encoding = "gbk" if kind == "gbk" else "utf-8"
             (shelf / f"report-{index:04d}.txt").write_bytes(text.encode(encoding, errors="ignore"))
         if index % broken_every == broken_every - 1:
-            bad = (b"", bytes(range(256)) * 20, _docx(text)[:2000])[broken % 3]
+            bad = (b"", bytes(range(256)) * 20, docx_bytes(text)[:2000])[broken % 3]
             (shelf / f"broken-{index:04d}{('.txt', '.txt', '.docx')[broken % 3]}").write_bytes(bad)
             broken += 1
     return reports, broken
