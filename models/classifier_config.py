@@ -65,6 +65,7 @@ class PredictSection:
 @dataclass(frozen=True)
 class EnsembleSection:
     text_member: bool
+    neighbour_weight: float
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class ClassifierConfig:
         if not 0 <= self.predict.min_confidence <= 1:
             value = self.predict.min_confidence
             raise ConfigError(f"config key 'predict.min_confidence' must be in [0, 1], got {value}")
+        if not 0 <= self.ensemble.neighbour_weight < 1:
+            value = self.ensemble.neighbour_weight
+            raise ConfigError(f"config key 'ensemble.neighbour_weight' must be in [0, 1), got {value}")
         for key, value in (("model.max_length", self.model.max_length), ("train.epochs", self.train.epochs),
                            ("train.batch_size", self.train.batch_size)):
             if value < 1:

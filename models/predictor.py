@@ -1,4 +1,4 @@
-"""One Predictor loads a model folder once and serves every caller: CLI, summarizer, batch scoring, Ray.
+"""One Predictor loads a model folder once and serves every caller: CLI, summarizer, batch scoring (local or Ray).
 
 It returns calibrated probabilities *and* the mean-pooled unit embeddings from the same forward pass, so the
 summarizer never loads a model again or re-encodes a unit the classifier has already seen.
@@ -23,6 +23,7 @@ from data.segment import Report
 from models.base_encoder import chainstage_home
 from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
 from models.classifier_config import load_saved_config
+from models.document_context import smooth_within_sections
 from models.export_config import load_export_config
 from models.onnx_backend import OnnxClassifier, choose_backend, onnx_forward_logits
 from models.text_member import combine, load_member, member_probabilities
@@ -122,6 +123,12 @@ class Predictor:
     def classify_report(self, report: Report, progress: bool = False) -> ClassifiedReport:
         probs, embeddings = self.predict([u.text for u in report.units], [unit_context(u) for u in report.units],
                                          progress)
+        return self.classified(report, probs, embeddings)
+
+    def classified(self, report: Report, probs: np.ndarray, embeddings: np.ndarray) -> ClassifiedReport:
+        """One report's units with their probabilities, after document context (a whole report is needed for it)."""
+        probs = smooth_within_sections(probs, [u.section_path for u in report.units],
+                                       [u.kind for u in report.units], self.config.ensemble.neighbour_weight)
         return ClassifiedReport(report, probs, embeddings, self.label_names, self.config.predict.min_confidence)
 
     def classify(self, source: str | Path, progress: bool = False) -> ClassifiedReport:
@@ -134,11 +141,18 @@ class Predictor:
         return self.classify_report(report, progress)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Map a batch of units (columns ``text``, ``section_path``, ``kind``) to labels: Ray's map_batches."""
+        """Map a batch of units (columns ``report_id``, ``text``, ``section_path``, ``kind``, whole reports in reading
+        order) to labels: the plain-dict batch API of Ray's ``map_batches``, with document context per report."""
         texts = [str(text) for text in batch["text"]]
-        contexts = [heading_context(list(path), kind == "heading")
-                    for path, kind in zip(batch["section_path"], batch["kind"], strict=True)]
-        probs, _ = self.predict(texts, contexts)
+        paths = [list(path) for path in batch["section_path"]]
+        kinds = [str(kind) for kind in batch["kind"]]
+        probs, _ = self.predict(texts, [heading_context(path, kind == "heading") for path, kind in zip(paths, kinds,
+                                                                                                       strict=True)])
+        reports = np.asarray(batch["report_id"])
+        for report in dict.fromkeys(reports.tolist()):
+            rows = np.flatnonzero(reports == report)
+            probs[rows] = smooth_within_sections(probs[rows], [paths[i] for i in rows], [kinds[i] for i in rows],
+                                                 self.config.ensemble.neighbour_weight)
         top = probs.argmax(axis=1)
         out = dict(batch)
         out["label"] = np.array([self.label_names[i] for i in top])

@@ -242,7 +242,6 @@ class ChunkScorer:
         """Read, segment and classify a chunk's reports; unreadable ones become failures, the rest rows."""
         from data.labeled_units import unit_context
         from data.load import load_report
-        from models.predictor import ClassifiedReport
 
         loaded, failures = [], []
         for item in chunk.items:
@@ -258,8 +257,7 @@ class ChunkScorer:
         start = 0
         for item, report in loaded:
             stop = start + len(report.units)
-            classified = ClassifiedReport(report, probs[start:stop], embeddings[start:stop],
-                                          self.predictor.label_names, self.predictor.config.predict.min_confidence)
+            classified = self.predictor.classified(report, probs[start:stop], embeddings[start:stop])
             start = stop
             unit_rows.extend({**row, "source": item.source} for row in classified.rows())
             report_rows.append(self._report_row(item, classified))

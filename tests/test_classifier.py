@@ -80,12 +80,17 @@ def test_predictor_classifies_a_seed_report(trained):
     assert [u.kind for u in text.report.units] == ["heading", "body"]
 
 
-def test_predictor_call_maps_a_plain_batch(trained):
+def test_predictor_call_maps_a_plain_batch_with_document_context(trained):
     predictor = Predictor.load(trained)
-    batch = {"text": np.array(["引进高层次人才100名。", "建设国家实验室。"]),
-             "section_path": np.array([["一、人才"], ["二、平台"]], dtype=object), "kind": np.array(["body", "body"])}
+    report = predictor.classify(ROOT / "seeds/003_1e2a77e6e55b6189.txt")
+    units = report.report.units
+    batch = {"report_id": np.array(["a"] * len(units)), "text": np.array([u.text for u in units]),
+             "section_path": np.array([list(u.section_path) for u in units] + [[]], dtype=object)[:-1],
+             "kind": np.array([u.kind for u in units])}
     out = predictor(batch)
-    assert out["label"].shape == (2,) and set(out) >= {"text", "label", "probability", "uncertain"}
+    assert out["label"].shape == (len(units),) and set(out) >= {"text", "label", "probability", "uncertain"}
+    # the batch API and classify() give the same labels: both apply document context over the whole report
+    assert np.allclose(out["probability"], report.probs.max(axis=1), atol=1e-5)
 
 
 def test_mean_head_with_heading_context_trains_and_loads(tiny_base, small_records, tmp_path):

@@ -15,6 +15,7 @@ from data.labels import LabelSet
 from models.base_encoder import ensure_base_encoder
 from models.classifier import forward_logits, softmax
 from models.classifier_config import ClassifierConfig
+from models.document_context import smooth_within_sections
 from models.embedding import SentenceEncoder
 from models.text_member import combine, member_probabilities
 from training.baselines import embedding_logreg, keyword_rules, tfidf_logreg
@@ -72,15 +73,40 @@ def evaluate_methods(train: list[dict], test: list[dict], config: ClassifierConf
     # with ensemble.text_member the served pair (member fit beside the encoder, calibrated as a whole) is scored
     text_member = tfidf if fitted.text_member is None else member_probabilities(
         fitted.text_member, [r["text"] for r in test], k)
+    ensemble = combine([tuned, text_member], fitted.ensemble_temperature)
+    weight = config.ensemble.neighbour_weight
     predictions = {
         "fine-tuned": tuned.argmax(1),
-        "fine-tuned + tf-idf": combine([tuned, text_member], fitted.ensemble_temperature).argmax(1),
+        "fine-tuned + tf-idf": ensemble.argmax(1),
+        "fine-tuned + tf-idf + neighbours": in_context(test, ensemble, weight).argmax(1),
         "fine-tuned + tf-idf + frozen": combine([tuned, tfidf, frozen]).argmax(1),
         "keyword rules": keyword_rules([r["text"] for r in test], labels),
         "tf-idf + LR": tfidf.argmax(1),
+        "tf-idf + LR + neighbours": in_context(test, tfidf, weight).argmax(1),
         "frozen e5 + LR": frozen.argmax(1),
     }
     return predictions, calibration
+
+
+def in_context(records: list[dict], probs: np.ndarray, weight: float) -> np.ndarray:
+    """Document context over labelled units, as `Predictor` applies it to a whole report.
+
+    Labelled files hold runs of a report's units, not always all of them: a unit's neighbour is used only when its
+    unit number is adjacent, so an unlabelled gap never joins two passages.
+    """
+    smoothed = probs.copy()
+    runs: list[list[int]] = []
+    for i, record in enumerate(records):
+        report, number = record["unit_id"].rsplit("-", 1)
+        previous = records[runs[-1][-1]]["unit_id"].rsplit("-", 1) if runs else None
+        if previous and previous[0] == report and int(previous[1]) + 1 == int(number):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    for run in runs:
+        smoothed[run] = smooth_within_sections(probs[run], [records[i]["section_path"] for i in run],
+                                               [records[i]["kind"] for i in run], weight)
+    return smoothed
 
 
 def frozen_vectors(records: list[dict], config: ClassifierConfig, progress: bool) -> dict[str, np.ndarray]:

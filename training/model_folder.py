@@ -97,6 +97,11 @@ def save_model_folder(fitted: FittedClassifier, config: ClassifierConfig, labels
     return out_dir
 
 
+# the served model first (encoder + TF-IDF member + document context), then its parts, then the baselines
+CARD_METHODS = ("fine-tuned + tf-idf + neighbours", "fine-tuned + tf-idf", "fine-tuned", "tf-idf + LR + neighbours",
+                "tf-idf + LR", "frozen e5 + LR", "keyword rules")
+
+
 def held_out_summary(results_file: Path) -> str:
     """The headline of the last committed `chainstage evaluate` run (docs/results), or a note that there is none."""
     if not results_file.is_file():
@@ -108,14 +113,14 @@ def held_out_summary(results_file: Path) -> str:
              "| test | method | macro-F1 mean ± std | pooled macro-F1 |", "|---|---|---|---|"]
     for name, by_method in [*(("held-out " + g, m) for g, m in results["grouped"].items()),
                             *(("cross-genre " + pair, m) for pair, m in results.get("cross_genre", {}).items())]:
-        for method in ("fine-tuned + tf-idf", "fine-tuned", "tf-idf + LR", "frozen e5 + LR", "keyword rules"):
+        for method in [m for m in CARD_METHODS if m in by_method]:
             m = by_method[method]
             lines.append(f"| {name} | {method} | {m['macro_f1_mean']:.3f} ± {m['macro_f1_std']:.3f} | "
                          f"{m['pooled']['macro_f1']:.3f} |")
     if "devset" in results:
         lines += ["", "Devset (trained on all labelled reports): " + ", ".join(
             f"{method} {results['devset']['methods'][method]['macro_f1']:.3f}"
-            for method in ("fine-tuned + tf-idf", "fine-tuned", "tf-idf + LR"))]
+            for method in CARD_METHODS if method in results["devset"]["methods"])]
     return "\n".join(lines)
 
 
@@ -137,6 +142,10 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
                 f"and calibrated as a whole (temperature {fitted.ensemble_temperature:.3f}). `Predictor` serves the "
                 "pair on every backend; `transformers.pipeline` loads the encoder alone."
                 if fitted.text_member is not None else "The encoder is served alone.")
+    if config.ensemble.neighbour_weight:
+        ensemble += (f" Within a report, each unit's probabilities then take a share of "
+                     f"{config.ensemble.neighbour_weight:g} from its neighbours in the same section "
+                     "(`ensemble.neighbour_weight`, models/document_context.py).")
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         genres=" and ".join(f"`{g}`" for g in genres), ensemble_note=ensemble,
         held_out=held_out_summary(Path(config.evaluate.card_results)),

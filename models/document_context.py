@@ -1,0 +1,35 @@
+"""Document context: a unit's stage leans towards its neighbours' in the same section.
+
+Sentences of a passage share a topic, and an isolated sentence ("推动……再上新台阶") is ambiguous alone. Mixing each
+unit's probabilities with the mean of its adjacent units in the same section (or below it) helped every method on
+held-out reports of both genres (docs/evaluation.md). Written by hand: it is a few lines over the segmenter's own
+section paths, which no sequence-labelling library knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def smooth_within_sections(probs: np.ndarray, section_paths: Sequence[Sequence[str]], kinds: Sequence[str],
+                           weight: float) -> np.ndarray:
+    """Mix each row with the mean of its two neighbours that lie in its section; rows stay distributions.
+
+    ``probs`` are one report's units in reading order. Furniture (page numbers, web buttons) is neither smoothed nor
+    used as a neighbour; a neighbour counts when its section path starts with the unit's own, so a heading draws on
+    the first line of its section but not on the last line of the section before it.
+    """
+    if weight == 0 or len(probs) < 2:
+        return probs
+    paths = [tuple(path) for path in section_paths]
+    smoothed = probs.copy()
+    for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
+        if kind == "furniture":
+            continue
+        neighbours = [j for j in (i - 1, i + 1)
+                      if 0 <= j < len(probs) and kinds[j] != "furniture" and paths[j][:len(path)] == path]
+        if neighbours:
+            smoothed[i] = (1 - weight) * probs[i] + weight * probs[neighbours].mean(axis=0)
+    return smoothed
