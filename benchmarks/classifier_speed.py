@@ -75,7 +75,9 @@ def main() -> None:
         print(f"first `make run` after install: {first + classify:.0f} s ({(first + classify) / 60:.1f} min)")
         os.environ["CHAINSTAGE_HOME"] = str(home)
         sys.path.insert(0, str(ROOT))
-        throughput(home / "models" / "classifier-default")
+        from models.folder_layout import default_model_dir
+
+        throughput(default_model_dir())
 
 
 if __name__ == "__main__":

@@ -84,8 +84,8 @@ def main() -> None:
     from models.classifier import forward_logits, load_classifier, load_tokenizer
     from models.classifier_config import load_saved_config
     from models.export_config import load_export_config
-    from models.onnx_backend import ONNX_FILES, OnnxClassifier, encoded_units, export_onnx, onnx_forward_logits
-    from models.predictor import default_model_dir
+    from models.folder_layout import ONNX_FILES, PARITY_RECORD, default_model_dir
+    from models.onnx_backend import OnnxClassifier, encoded_units, export_onnx, onnx_forward_logits
 
     model_dir = (args.model_dir or default_model_dir()).resolve()
     config = load_saved_config(model_dir)
@@ -108,7 +108,7 @@ def main() -> None:
             folder = Path(scratch) / str(index)
             folder.mkdir()
             for path in model_dir.iterdir():
-                if path.is_file() and not path.name.endswith((".onnx", "onnx_parity.json")):
+                if path.is_file() and not path.name.endswith((".onnx", PARITY_RECORD)):
                     (folder / path.name).symlink_to(path)
             record = export_onnx(folder, export, int8=True, progress=False)
             sessions[name] = OnnxClassifier(folder / ONNX_FILES["int8"], export.onnx)

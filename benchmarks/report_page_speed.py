@@ -76,10 +76,11 @@ def classified_report(path: Path) -> tuple[ClassifiedReport, str]:
     from data.labels import load_labels
     from data.load import load_report
     from data.reading_config import load_reading_config
-    from models.predictor import ClassifiedReport, Predictor, default_model_dir
+    from models.folder_layout import default_model_dir, is_model_folder
+    from models.predictor import ClassifiedReport, Predictor
 
     folder = default_model_dir()
-    if (folder / "config.json").is_file():
+    if is_model_folder(folder):
         print(f"model: the default classifier, {folder}")
         return Predictor.load(folder).classify(path), folder.name
     print(f"model: none at {folder} (run `make run` to train it); units get stage i mod 6 instead, probability "
@@ -145,7 +146,8 @@ def main() -> None:
     if shutil.which("chromium") is None:
         sys.exit("no Chromium: apt-get install chromium (Debian's package; the Makefile's system-deps target)")
     from data.labels import load_labels
-    from models.summarizer import load_summarizer_config, summarize_report
+    from models.summarizer import summarize_report
+    from models.summarizer_config import load_summarizer_config
     from serve.analyst_config import load_analyst_config
     from serve.report_page import render_report_page
 

@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the trained default)")
     parser.add_argument("--work", type=Path, default=None, help="where the archive and outputs go (default: temp)")
     args = parser.parse_args()
-    from models.predictor import default_model_dir
+    from models.folder_layout import default_model_dir
 
     model = args.model or default_model_dir()
     with tempfile.TemporaryDirectory() as temporary:

@@ -16,7 +16,8 @@ import numpy as np
 
 from data.load import load_report
 from data.reading_config import load_reading_config
-from models.summarizer import load_summarizer_config, make_budget, section_units, summary_sections
+from models.section_lookup import section_units, summary_sections
+from models.summarizer_config import load_summarizer_config, make_budget
 
 CORPUS = Path(__file__).resolve().parents[1] / "data/corpus/provincial-2026"
 SETTINGS = {"before: own units, no cap": ["budget.cap_chars=1000000", "hierarchy.enabled=false"],

@@ -46,7 +46,8 @@ def worker(backend: str, folder: Path, batch_size: int, limit: int | None, out: 
     from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer
     from models.classifier_config import load_saved_config
     from models.export_config import load_export_config
-    from models.onnx_backend import ONNX_FILES, OnnxClassifier, onnx_forward_logits
+    from models.folder_layout import ONNX_FILES
+    from models.onnx_backend import OnnxClassifier, onnx_forward_logits
 
     export = load_export_config(overrides=overrides)
     config = load_saved_config(folder)
@@ -87,9 +88,9 @@ def worker(backend: str, folder: Path, batch_size: int, limit: int | None, out: 
 
 
 def _disk_mb(folder: Path, backend: str) -> float:
-    from models.onnx_backend import ONNX_FILES
+    from models.folder_layout import ONNX_FILES, WEIGHTS_FILE
 
-    weights = folder / (ONNX_FILES[backend.split()[1]] if backend.startswith("onnx") else "model.safetensors")
+    weights = folder / (ONNX_FILES[backend.split()[1]] if backend.startswith("onnx") else WEIGHTS_FILE)
     return (weights.stat().st_size + (folder / "tokenizer.json").stat().st_size) / 1e6
 
 
@@ -168,15 +169,15 @@ def main() -> None:
 
     from models.classifier import softmax
     from models.export_config import load_export_config
+    from models.folder_layout import PARITY_RECORD, default_model_dir, is_model_folder, load_calibration
     from models.onnx_backend import export_onnx
-    from models.predictor import default_model_dir
     from models.vocab_trim import trim_model_folder
 
     model_dir = (args.model_dir or default_model_dir()).resolve()
-    if not (model_dir / "training_config.yaml").is_file():
+    if not is_model_folder(model_dir):
         sys.exit(f"{model_dir}: no trained model; run `chainstage train --default` or pass a model folder")
     export = load_export_config(overrides=args.overrides)
-    temperature = json.loads((model_dir / "calibration.json").read_text())["temperature"]
+    temperature = load_calibration(model_dir).temperature
     with tempfile.TemporaryDirectory(prefix="chainstage-throughput-") as scratch:
         scratch = Path(scratch)
         full_model = model_dir
@@ -198,7 +199,7 @@ def main() -> None:
         onnx_dir = scratch / "onnx"
         onnx_dir.mkdir()
         for path in trimmed.iterdir():  # export into a copy of links: MODEL_DIR itself is never written to
-            if path.is_file() and not path.name.endswith((".onnx", "onnx_parity.json")):
+            if path.is_file() and not path.name.endswith((".onnx", PARITY_RECORD)):
                 (onnx_dir / path.name).symlink_to(path)
         started = time.perf_counter()
         parity = export_onnx(onnx_dir, export, int8=True, progress=False)

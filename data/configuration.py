@@ -2,6 +2,8 @@
 
 The YAML files are the single home of every default: the dataclasses here and in the modules that use them
 declare fields without defaults, so a missing or unknown key fails loudly and names itself.
+It lives in data/, the bottom layer, because every folder loads config (data/ too: reading.yaml, labels.yaml) and
+imports only go serve -> models/training -> data.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The project's user-facing error types: each message is one line that names the file or key."""
+"""The project's user-facing error types: each message is one line that names the file or key.
+
+They live in data/, the bottom layer that every folder may import, because data/ raises them too (unreadable
+reports, bad labelled files) and imports only go serve -> models/training -> data.
+"""
 
 
 class ChainstageError(Exception):

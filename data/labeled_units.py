@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,12 @@ REQUIRED_FIELDS = ("report_id", "unit_id", "section_path", "start", "end", "text
 CONFIDENCES = ("high", "medium", "low")
 
 
-def load_labeled(path: str | Path) -> list[dict[str, Any]]:
-    """Read a labelled JSONL file, checking every record has the schema's fields."""
+def read_records(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, Any]]:
+    """Read a JSONL file of records (``what``: labelled units, reference summaries), checking each has the
+    ``required`` fields, so a truncated or hand-edited file fails on the line that is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: labelled data file not found")
+        raise ConfigError(f"{path}: {what} not found")
     records = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -26,11 +28,16 @@ def load_labeled(path: str | Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg}); is the file truncated?") from err
-        missing = [key for key in REQUIRED_FIELDS if key not in record]
+        missing = [key for key in required if key not in record]
         if missing:
             raise ConfigError(f"{path}:{number}: record lacks field '{missing[0]}'")
         records.append(record)
     return records
+
+
+def load_labeled(path: str | Path) -> list[dict[str, Any]]:
+    """Read a labelled JSONL file, checking every record has the schema's fields."""
+    return read_records(path, REQUIRED_FIELDS, "labelled data file")
 
 
 def load_labeled_files(paths: list[str] | list[Path]) -> list[dict[str, Any]]:

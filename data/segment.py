@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from data.normalize import NormalizedText
 from data.reading_config import ReadingConfig
@@ -72,6 +72,21 @@ class Report:
     def sections(self) -> list[Section]:
         """Every headed section (the root excluded), in document order."""
         return [section for section in self.root.walk() if section.heading is not None]
+
+    def unit_row(self, unit: Unit, **columns: Any) -> dict[str, Any]:
+        """A unit as an output row: where it stands, its text, any further ``columns`` (a classifier's labels), then
+        whether OCR read it; `segment`, `classify` and batch scoring all write these rows."""
+        return {
+            "report_id": unit.report_id,
+            "unit_id": unit.unit_id,
+            "kind": unit.kind,
+            "section_path": list(unit.section_path),
+            "start": unit.start,
+            "end": unit.end,
+            "text": unit.text,
+            **columns,
+            "ocr": self.normalized.read_by_ocr(unit.start, unit.end),
+        }
 
 
 def _sentence_spans(text: str, start: int, end: int, config: ReadingConfig) -> Iterator[tuple[int, int]]:

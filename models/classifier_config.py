@@ -8,6 +8,7 @@ from typing import Literal
 
 from data.configuration import config_path, load_config
 from data.errors import ConfigError
+from models.folder_layout import TRAINING_CONFIG_FILE
 
 
 @dataclass(frozen=True)
@@ -111,4 +112,4 @@ def load_classifier_config(path: str | Path | None = None, overrides: list[str] 
 
 def load_saved_config(folder: str | Path) -> ClassifierConfig:
     """The config a model folder was trained with; keys added to the project since then take the shipped value."""
-    return load_config(ClassifierConfig, Path(folder) / "training_config.yaml", defaults=config_path("classifier"))
+    return load_config(ClassifierConfig, Path(folder) / TRAINING_CONFIG_FILE, defaults=config_path("classifier"))

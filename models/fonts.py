@@ -4,6 +4,8 @@ matplotlib ships no CJK font, and the fonts of the machine are no answer: matplo
 written the first time it is imported, so a font installed later (apt's fonts-wqy-microhei after `make run`)
 stays invisible and charts fell back to ASCII. The noto-cjk-sans-otc package carries the font file, and we
 register it by path in every process, so it is found whatever the cache says, on any machine, without apt.
+It lives in models/ because that is the lowest layer both its users may import (training/metrics.py draws the
+confusion matrix, serve/profile_chart.py the stage profile); data/ is for reading reports, not drawing them.
 """
 
 from __future__ import annotations

@@ -40,12 +40,11 @@ from models.classifier import (
 )
 from models.classifier_config import ClassifierConfig, load_saved_config
 from models.export_config import ExportConfig, OnnxSection
+from models.folder_layout import ONNX_FILES, PARITY_RECORD, load_calibration, require_model_folder
 from models.smooth_quant import smooth_matmul_inputs
 
 logger = logging.getLogger(__name__)
 
-ONNX_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
-PARITY_RECORD = "onnx_parity.json"
 BACKENDS = ("torch", "onnx")
 GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -324,9 +323,8 @@ def _version(package: str) -> str:
 
 
 def _classifier_config(folder: Path) -> ClassifierConfig:
-    if not (folder / "training_config.yaml").is_file() or not (folder / "model.safetensors").is_file():
-        raise ModelError(f"{folder}: not a chainstage model folder (no training_config.yaml / model.safetensors)")
-    return load_saved_config(folder)
+    """The folder's training config, after checking it is a model folder with the PyTorch weights to export."""
+    return load_saved_config(require_model_folder(folder, weights=True))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -338,7 +336,7 @@ def check_parity(folder: Path, variants: list[str], config: ExportConfig, progre
     classifier = _classifier_config(folder)
     tokenizer = load_tokenizer(str(folder))
     records, encoded = encoded_units(classifier, tokenizer, config.parity.units_path())
-    temperature = float(json.loads((folder / "calibration.json").read_text())["temperature"])
+    temperature = load_calibration(folder).temperature
     torch.set_num_threads(classifier.train.threads)
 
     model = load_classifier(str(folder), classifier.model.head)

@@ -7,7 +7,6 @@ summarizer never loads a model again or re-encodes a unit the classifier has alr
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,13 @@ from data.labeled_units import heading_context, unit_context
 from data.load import load_report, report_from_text
 from data.reading_config import ReadingConfig, load_reading_config
 from data.segment import Report
-from models.base_encoder import chainstage_home
 from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
 from models.classifier_config import load_saved_config
 from models.document_context import smooth_within_sections
 from models.export_config import load_export_config
+from models.folder_layout import default_model_dir, load_calibration, require_model_folder
 from models.onnx_backend import OnnxClassifier, choose_backend, onnx_forward_logits
 from models.text_member import combine, load_member, member_probabilities
-
-
-def default_model_dir() -> Path:
-    """Where `make run` trains the default classifier and where commands look when no --model is given."""
-    return chainstage_home() / "models" / "classifier-default"
 
 
 @dataclass
@@ -49,21 +43,14 @@ class ClassifiedReport:
         order = np.argsort(-self.probs, axis=1)
         rows = []
         for unit, probs, ranked in zip(self.report.units, self.probs, order, strict=True):
-            rows.append({
-                "report_id": unit.report_id,
-                "unit_id": unit.unit_id,
-                "kind": unit.kind,
-                "section_path": list(unit.section_path),
-                "start": unit.start,
-                "end": unit.end,
-                "text": unit.text,
-                "label": self.label_names[ranked[0]],
-                "probability": float(probs[ranked[0]]),
-                "second_label": self.label_names[ranked[1]],
-                "second_probability": float(probs[ranked[1]]),
-                "uncertain": bool(probs[ranked[0]] < self.min_confidence),
-                "ocr": self.report.normalized.read_by_ocr(unit.start, unit.end),
-            })
+            rows.append(self.report.unit_row(
+                unit,
+                label=self.label_names[ranked[0]],
+                probability=float(probs[ranked[0]]),
+                second_label=self.label_names[ranked[1]],
+                second_probability=float(probs[ranked[1]]),
+                uncertain=bool(probs[ranked[0]] < self.min_confidence),
+            ))
         return rows
 
 
@@ -72,15 +59,12 @@ class Predictor:
 
     def __init__(self, folder: str | Path, reading: ReadingConfig | None = None, device: str = "cpu",
                  backend: str | None = None, threads: int | None = None) -> None:
-        folder = Path(folder)
-        if not (folder / "config.json").is_file() or not (folder / "training_config.yaml").is_file():
-            raise ModelError(f"{folder}: not a chainstage model folder (no config.json / training_config.yaml); "
-                             "train one with `chainstage train` or pass --model")
+        folder = require_model_folder(Path(folder))
         self.folder = folder
         self.config = load_saved_config(folder)
-        calibration = json.loads((folder / "calibration.json").read_text())
-        self.temperature = float(calibration["temperature"])
-        self.ensemble_temperature = float(calibration.get("ensemble_temperature", 1.0))
+        calibration = load_calibration(folder)
+        self.temperature = calibration.temperature
+        self.ensemble_temperature = calibration.ensemble_temperature
         # a batch job's workers share the cores: `threads` caps each one (torch and ONNX Runtime alike)
         threads = threads or self.config.train.threads
         torch.set_num_threads(threads)
@@ -142,12 +126,16 @@ class Predictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Map a batch of units (columns ``report_id``, ``text``, ``section_path``, ``kind``, whole reports in reading
-        order) to labels: the plain-dict batch API of Ray's ``map_batches``, with document context per report."""
+        order) to labels: the plain-dict batch API of Ray's ``map_batches``, with document context per report.
+
+        Besides ``label``, ``probability`` and ``uncertain`` it returns ``probs`` (every stage's probability, after
+        document context) and ``embeddings``, one row per unit: batch scoring builds its report rows and summaries
+        from them without a second forward pass."""
         texts = [str(text) for text in batch["text"]]
         paths = [list(path) for path in batch["section_path"]]
         kinds = [str(kind) for kind in batch["kind"]]
-        probs, _ = self.predict(texts, [heading_context(path, kind == "heading") for path, kind in zip(paths, kinds,
-                                                                                                       strict=True)])
+        contexts = [heading_context(path, kind == "heading") for path, kind in zip(paths, kinds, strict=True)]
+        probs, embeddings = self.predict(texts, contexts)
         reports = np.asarray(batch["report_id"])
         for report in dict.fromkeys(reports.tolist()):
             rows = np.flatnonzero(reports == report)
@@ -158,4 +146,6 @@ class Predictor:
         out["label"] = np.array([self.label_names[i] for i in top])
         out["probability"] = probs[np.arange(len(top)), top]
         out["uncertain"] = out["probability"] < self.config.predict.min_confidence
+        out["probs"] = probs
+        out["embeddings"] = embeddings
         return out

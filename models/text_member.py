@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import ModelError
-
-MEMBER_FILE = "text_member.skops"
+from models.folder_layout import MEMBER_FILE
 
 
 def member_probabilities(member, texts: list[str], num_labels: int) -> np.ndarray:  # noqa: ANN001

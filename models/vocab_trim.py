@@ -25,13 +25,14 @@ from tokenizers import Tokenizer
 
 from data.configuration import CONFIG_DIR
 from data.errors import ConfigError, ModelError
+from models.folder_layout import PARITY_RECORD
 
 logger = logging.getLogger(__name__)
 
 TRIM_RECORD = "vocab_trim.json"  # what was kept, sizes before/after and the tokenization parity, in the trimmed folder
 EMBEDDING_SUFFIX = "word_embeddings.weight"
 WHITESPACE = "\t\n\r"  # normalised to spaces or split on; always allowed in text
-NOT_COPIED = (".onnx", "onnx_parity.json", TRIM_RECORD)  # artefacts of the untrimmed ids, rebuilt for a trimmed folder
+NOT_COPIED = (".onnx", PARITY_RECORD, TRIM_RECORD)  # artefacts of the untrimmed ids, rebuilt for a trimmed folder
 
 
 def parse_ranges(ranges: Iterable[str]) -> list[tuple[int, int]]:

@@ -8,27 +8,21 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from data.errors import ChainstageError
-from serve.options import ModelOption
-from serve.tables import OutputFormat, write_rows
-
-FilesArgument = Annotated[list[Path], typer.Argument(help="Report files: .txt .md .docx .pdf .html")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a configs/analyst.yaml key: "
-                                                                   "--set chart.max_bars=12")]
-
-
-def _error(err: BaseException) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+from serve.error_lines import EachFile
+from serve.options import FormatOption, ModelOption, ReportFileArgument, ReportFilesArgument, SetOption
+from serve.tables import write_rows
 
 
 def profile_command(
-    files: FilesArgument,
+    files: ReportFilesArgument,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw the profiles as stacked bars: .png, .svg")] = None,
     model: ModelOption = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table, jsonl or csv")] = "table",
+    fmt: FormatOption = "table",
     overrides: SetOption = None,
 ) -> None:
     """Print each report's stage profile, overall and per section; --plot draws them side by side.
+
+    Settings: configs/analyst.yaml (`--set chart.max_bars=12`).
 
     Example: `chainstage profile seeds/000_dd476d6a277efa8f.txt seeds/001_2040a8d96ddfc16d.txt --plot profile.png`
     """
@@ -40,29 +34,24 @@ def profile_command(
 
     config = load_analyst_config(overrides=overrides)
     predictor = Predictor.load(model)
-    profiles, failed = [], 0
-    for path in files:
-        try:
-            classified = predictor.classify(path)
-        except ChainstageError as err:
-            _error(err)
-            failed += 1
-            continue
+    profiles = []
+    reports = EachFile(files, predictor.classify)
+    for path, classified in reports:
         profile = stage_profile(classified, predictor.config.predict.evidence_per_stage)
         profiles.append(profile)
         if fmt == "table":
-            _print_profile_table(profile, path)
+            print_profile(profile, path)
         else:
             write_rows(profile_rows(profile), ["report_id", "scope", "section_path", "units", *profile["overall"]],
                        fmt)
     if plot is not None and profiles:
         Console(stderr=True).print(f"chart: {save_profile_chart(profiles, plot, load_labels(), config.chart)}")
-    if failed:
-        raise typer.Exit(code=1)
+    reports.finish()
 
 
-def _print_profile_table(profile: dict, path: Path) -> None:
-    """The profile as a readable table: percentages, sections indented by depth under the whole report."""
+def print_profile(profile: dict, path: Path) -> None:
+    """A stage profile as readable tables: percentages, sections indented by depth under the whole report, then
+    the most confident evidence for each stage (`profile` and `classify` print profiles this one way)."""
     from rich.table import Table
 
     from serve.profile_chart import Bar, profile_rows, with_parent_rows
@@ -80,11 +69,18 @@ def _print_profile_table(profile: dict, path: Path) -> None:
         title = "　" * (len(bar.path) - 1) + bar.path[-1] if bar.path else "篇首"
         shares = [f"{bar.shares[name]:.0%}" for name in profile["overall"]] if bar.units else []
         table.add_row(title, str(bar.units) if bar.units else "", *shares)
-    Console().print(table)
+    evidence = Table(expand=True)
+    evidence.add_column("stage", no_wrap=True)
+    evidence.add_column("most confident evidence", overflow="fold", ratio=1)
+    for name, units in profile["evidence"].items():
+        evidence.add_row(name, "\n".join(f"{unit['probability']:.2f} {unit['text']}" for unit in units))
+    console = Console()
+    console.print(table)
+    console.print(evidence)
 
 
 def report_command(
-    file: Annotated[Path, typer.Argument(help="Report file: .txt .md .docx .pdf .html")],
+    file: ReportFileArgument,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page")],
     model: ModelOption = None,
     screenshot: Annotated[Path | None, typer.Option(help="Also save a PNG of the page as headless Chromium shows "
@@ -93,11 +89,14 @@ def report_command(
 ) -> None:
     """Write one self-contained HTML page: text highlighted by stage, filter, section summaries, profile chart.
 
+    Settings: configs/analyst.yaml (`--set page.tint=0.3`).
+
     Example: `chainstage report seeds/003_1e2a77e6e55b6189.txt -o report.html`
     """
     from data.labels import load_labels
     from models.predictor import Predictor
-    from models.summarizer import load_summarizer_config, summarize_report
+    from models.summarizer import summarize_report
+    from models.summarizer_config import load_summarizer_config
     from serve.analyst_config import load_analyst_config
     from serve.report_page import screenshot_page, write_report_page
 

@@ -12,11 +12,17 @@ from rich.console import Console
 from data.errors import ChainstageError
 from data.load import load_report
 from data.reading_config import load_reading_config
-from serve.options import BackendOption, ModelOption
-from serve.tables import OutputFormat, write_rows
+from models.folder_layout import default_model_dir, is_model_folder
+from serve.analyst_cli import print_profile, profile_command, report_command
+from serve.error_lines import EachFile, print_error
+from serve.export_cli import export_command
+from serve.label_cli import label_app
+from serve.options import BackendOption, FormatOption, ModelOption, ReportFilesArgument, SetOption
+from serve.score_cli import score_command
+from serve.summarize_cli import evaluate_summary_command, summarize_command
+from serve.tables import write_rows
 
 ConfigArgument = Annotated[Path | None, typer.Argument(help="Classifier config (default: configs/classifier.yaml)")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3")]
 
 app = typer.Typer(
     help="Classify and summarise Chinese S&T government reports along the innovation chain.",
@@ -24,9 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-
-FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="table, jsonl or csv")]
-
 
 @app.callback()
 def _options(
@@ -36,39 +39,17 @@ def _options(
 
 
 @app.command()
-def segment(
-    files: Annotated[list[Path], typer.Argument(help="Report files: .txt .md .docx .pdf .html .png .jpg .tif")],
-    fmt: FormatOption = "table",
-) -> None:
+def segment(files: ReportFilesArgument, fmt: FormatOption = "table") -> None:
     """Cut reports into units (sentences and headings) with their section paths.
 
     Example: `chainstage segment seeds/001_2040a8d96ddfc16d.txt --format jsonl`
     """
     config = load_reading_config()
-    failed = 0
-    for path in files:
-        try:
-            report = load_report(path, config)
-        except ChainstageError as err:
-            _error(err)
-            failed += 1
-            continue
-        rows = [
-            {
-                "report_id": unit.report_id,
-                "unit_id": unit.unit_id,
-                "kind": unit.kind,
-                "section_path": list(unit.section_path),
-                "start": unit.start,
-                "end": unit.end,
-                "text": unit.text,
-                "ocr": report.normalized.read_by_ocr(unit.start, unit.end),
-            }
-            for unit in report.units
-        ]
-        write_rows(rows, ["unit_id", "kind", "section_path", "text"], fmt, title=str(path))
-    if failed:
-        raise typer.Exit(code=1)
+    reports = EachFile(files, lambda path: load_report(path, config))
+    for path, report in reports:
+        write_rows([report.unit_row(unit) for unit in report.units], ["unit_id", "kind", "section_path", "text"], fmt,
+                   title=str(path))
+    reports.finish()
 
 
 @app.command()
@@ -81,17 +62,18 @@ def train(
 ) -> None:
     """Fine-tune the stage classifier on the labelled reports and write a model folder.
 
+    Settings: configs/classifier.yaml, or the CONFIG given (`--set train.epochs=3`).
+
     Example: `chainstage train configs/classifier.yaml --set train.epochs=3 -o runs/try`
     """
     from data.labeled_units import load_labeled_files
     from data.labels import load_labels
     from models.classifier_config import load_classifier_config
-    from models.predictor import default_model_dir
     from training.model_folder import train_and_save
 
     cfg = load_classifier_config(config, overrides)
     folder = default_model_dir() if default else output or Path(cfg.output_dir)
-    if default and (folder / "training_config.yaml").is_file():
+    if default and is_model_folder(folder):
         Console().print(f"default model already trained: {folder}")
         return
     folder = train_and_save(cfg, load_labels(), load_labeled_files(cfg.data.labeled_files), folder)
@@ -129,6 +111,8 @@ def evaluate(
 ) -> None:
     """Held-out reports by genre, cross-genre and devset evaluation of the fine-tuned model and the baselines.
 
+    Settings: configs/classifier.yaml, or the CONFIG given (`--set train.learning_rate=5e-5`).
+
     Example: `chainstage evaluate --set evaluate.output_dir=runs/evaluate-lr5e-5 --set train.learning_rate=5e-5`
     """
     import json
@@ -153,7 +137,7 @@ def evaluate(
 
 @app.command()
 def classify(
-    files: Annotated[list[Path], typer.Argument(help="Report files: .txt .md .docx .pdf .html")],
+    files: ReportFilesArgument,
     model: ModelOption = None,
     fmt: FormatOption = "table",
     min_confidence: Annotated[float | None, typer.Option(help="Flag units below this calibrated probability")] = None,
@@ -168,54 +152,25 @@ def classify(
     from models.stage_profile import stage_profile
 
     predictor = Predictor.load(model, backend=backend)
-    failed = 0
-    for path in files:
-        try:
-            classified = predictor.classify(path)
-        except ChainstageError as err:
-            _error(err)
-            failed += 1
-            continue
+    reports = EachFile(files, predictor.classify)
+    for path, classified in reports:
         if min_confidence is not None:
             classified.min_confidence = min_confidence
         write_rows(classified.rows(), ["unit_id", "section_path", "label", "probability", "uncertain", "text"], fmt,
                    title=str(path))
         if profile and fmt == "table":
-            _print_profile(stage_profile(classified, predictor.config.predict.evidence_per_stage))
-    if failed:
-        raise typer.Exit(code=1)
+            print_profile(stage_profile(classified, predictor.config.predict.evidence_per_stage), path)
+    reports.finish()
 
 
-def _print_profile(profile: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"stage profile of {profile['report_id']} ({profile['units']} body units)")
-    table.add_column("stage")
-    table.add_column("share", justify="right")
-    table.add_column("most confident evidence", overflow="fold")
-    for name, share in profile["overall"].items():
-        evidence = "\n".join(f"{e['probability']:.2f} {e['text']}" for e in profile["evidence"][name])
-        table.add_row(name, f"{share:.1%}", evidence)
-    Console().print(table)
-
-
-# Commands that live in their own modules register here, one line each.
-from serve.analyst_cli import profile_command, report_command  # noqa: E402, I001
+# commands that live in their own modules, after these four, in the order `chainstage --help` lists them
 app.command("profile")(profile_command)
 app.command("report")(report_command)
-from serve.summarize_cli import evaluate_summary_command, summarize_command  # noqa: E402, I001
 app.command("summarize")(summarize_command)
 app.command("evaluate-summary")(evaluate_summary_command)
-from serve.score import score_command  # noqa: E402, I001
 app.command("score")(score_command)
-from serve.export_cli import export_command  # noqa: E402, I001
 app.command("export")(export_command)
-from serve.label_cli import label_app  # noqa: E402, I001
 app.add_typer(label_app, name="label")
-
-
-def _error(err: BaseException) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
@@ -225,5 +180,5 @@ def main() -> None:
     except ChainstageError as err:
         if "--debug" in sys.argv:
             raise
-        _error(err)
+        print_error(err)
         sys.exit(1)

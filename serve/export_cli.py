@@ -10,19 +10,21 @@ from rich.console import Console
 from rich.table import Table
 
 from data.errors import ModelError
+from serve.options import SetOption
 
 
 def export_command(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by `chainstage train`")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX with fused attention (model.onnx)")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also quantise to dynamic int8 (model_int8.onnx)")] = False,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override configs/export.yaml: "
-                                                        "--set onnx.int8_per_channel=true")] = None,
+    overrides: SetOption = None,
 ) -> None:
     """Export a trained classifier for fast CPU inference and check it against PyTorch on every labelled seed unit.
 
     The files land inside MODEL_DIR beside the PyTorch weights, with `onnx_parity.json`; afterwards
     `classify`, `summarize` and `score` use the fastest backend that passed parity unless `--backend` says otherwise.
+
+    Settings: configs/export.yaml (`--set onnx.int8_per_channel=true`).
 
     Example: `chainstage export ~/.cache/chainstage/models/classifier-default --onnx --int8`
     """

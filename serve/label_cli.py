@@ -10,11 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from data.label_batches import BatchFormat
-from serve.options import ModelOption
+from serve.options import ModelOption, SetOption
 from training.label_config import Strategy
-
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a configs/label.yaml key: "
-                                                                   "--set selection.diversity_weight=0.3")]
 
 label_app = typer.Typer(help="The labelling loop: pre-label and pick units to review, import the reviewed labels, "
                              "measure agreement. Then `chainstage train --set data.labeled=[...]`.",
@@ -36,6 +33,7 @@ def export_command(
     """Pre-label reports and write the units that will teach the model most, most useful first.
 
     Units already in a labelled file (data.labeled of configs/classifier.yaml, and intake.into) are left out.
+    Settings: configs/label.yaml (`--set selection.diversity_weight=0.3`).
 
     Example: `chainstage label export data/corpus/new-genre -o batch.json --format label-studio --n 200`
     """
@@ -72,7 +70,7 @@ def import_command(
     """Check a reviewed batch against its reports and the existing labels, then append it with provenance.
 
     Nothing is written unless every row passes: unknown labels or units, changed texts, duplicates and labels
-    that conflict with existing ones are listed instead.
+    that conflict with existing ones are listed instead. Settings: configs/label.yaml.
 
     Example: `chainstage label import batch.json --annotator wang --into data/labeled/new_genre.jsonl`
     """

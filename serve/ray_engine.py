@@ -1,7 +1,7 @@
 """``--engine ray``: the same ChunkScorer as the local engine, run by a Ray Data pipeline over an actor pool.
 
 This is the only module that imports Ray (its API moves). The driver keeps the manifest and writes every shard,
-so the exactly-once machinery of ``serve/score.py`` is the same for both engines; Ray only scores chunks:
+so the exactly-once machinery of ``serve/score_job.py`` is the same for both engines; Ray only scores chunks:
 
     to-do chunks -> from_items -> map_batches(RayChunkScorer, ActorPoolStrategy(size=workers)) -> driver commits
 
@@ -22,7 +22,8 @@ from dataclasses import asdict
 import pyarrow as pa
 import ray
 
-from serve.score import Chunk, ChunkResult, ChunkScorer, Item, ScoreConfig, ScorerSettings
+from serve.chunk_scorer import Chunk, ChunkResult, ChunkScorer, Item, ScorerSettings
+from serve.score_config import ScoreConfig
 
 MAX_BLOCKS_PER_ACTOR = 64  # enough blocks that no actor idles while another still has a queue
 

@@ -9,9 +9,10 @@ from typing import Annotated, Literal
 
 import typer
 
-from data.errors import ConfigError, ModelError
+from data.errors import ConfigError
+from models.folder_layout import default_model_dir, is_model_folder
 from models.summarizer import SectionSummary
-from serve.options import BackendOption
+from serve.options import BackendOption, ModelOption, ReportFileArgument, SetOption
 
 SummaryFormat = Literal["text", "jsonl", "markdown"]
 
@@ -36,34 +37,31 @@ def _write(summaries: list[SectionSummary], fmt: SummaryFormat, source: str) -> 
 
 
 def summarize_command(
-    file: Annotated[Path, typer.Argument(help="A report: .txt .md .docx .pdf .html")],
+    file: ReportFileArgument,
     ratio: Annotated[float | None, typer.Option(help="Summary length as a share of each section (0-1]")] = None,
     max_chars: Annotated[int | None, typer.Option(help="Summary length in characters per section")] = None,
     section: Annotated[str | None, typer.Option(help="Only this section (and its subsections): a heading or "
                                                      "its start, parts joined by /, e.g. '二、/（三）'")] = None,
     fmt: Annotated[SummaryFormat, typer.Option("--format", "-f", help="text, jsonl or markdown")] = "text",
     by_stage: Annotated[bool, typer.Option("--by-stage", help="One report-level summary per stage instead")] = False,
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Classifier folder (default: the trained "
-                                                                     "default)")] = None,
+    model: ModelOption = None,
     backend: BackendOption = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key of configs/summarizer.yaml")
-                         ] = None,
+    overrides: SetOption = None,
 ) -> None:
     """Condense each section of a report into a short summary, in document order, traceable to its units.
 
+    Settings: configs/summarizer.yaml.
+
     Example: `chainstage summarize seeds/001_2040a8d96ddfc16d.txt --ratio 0.2 --section '二、/（三）'`
     """
-    from models.predictor import Predictor, default_model_dir
-    from models.summarizer import load_summarizer_config, make_budget, summarize_by_stage, summarize_report
+    from models.predictor import Predictor
+    from models.summarizer import summarize_by_stage, summarize_report
+    from models.summarizer_config import load_summarizer_config, make_budget
 
     config = load_summarizer_config(overrides=overrides)
     budget = make_budget(config, ratio, max_chars)
-    folder = model or default_model_dir()
-    if not (folder / "config.json").is_file():
-        raise ModelError(f"{folder}: no trained classifier here; run `make run` (or `chainstage train`) first, or "
-                         "pass --model DIR")
     # one pass: embeddings and stage probabilities together
-    classified = Predictor.load(folder, backend=backend).classify(file)
+    classified = Predictor.load(model, backend=backend).classify(file)
     if by_stage:
         summaries = summarize_by_stage(classified, config, budget)
     else:
@@ -72,10 +70,7 @@ def summarize_command(
 
 
 def evaluate_summary_command(
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Classifier folder for embeddings and stage "
-                                                                     "probabilities (default: the trained default "
-                                                                     "if there is one, else the frozen base encoder)")
-                     ] = None,
+    model: ModelOption = None,
     base_encoder: Annotated[bool, typer.Option("--base-encoder", help="Use the frozen base encoder even when a "
                                                                       "classifier is trained (reproducible tables)")
                             ] = False,
@@ -83,15 +78,16 @@ def evaluate_summary_command(
                                                                        "evaluation.output_dir)")] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Also search evaluation.tune_grid, judged by "
                                                       "leave-one-report-out")] = False,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key of configs/summarizer.yaml")
-                         ] = None,
+    overrides: SetOption = None,
 ) -> None:
     """Character-level ROUGE-1/2/L of the summarizer vs Lead-k, TextRank and the extractive oracle.
 
+    Unit embeddings and stage probabilities come from the --model folder, by default from the trained default model
+    if there is one, else from the frozen base encoder. Settings: configs/summarizer.yaml.
+
     Example: `chainstage evaluate-summary --base-encoder --tune -o runs/summary-eval`
     """
-    from models.predictor import default_model_dir
-    from models.summarizer import load_summarizer_config
+    from models.summarizer_config import load_summarizer_config
     from training.summary_eval import (
         evaluate_summaries,
         load_eval_sections,
@@ -103,7 +99,7 @@ def evaluate_summary_command(
     config = load_summarizer_config(overrides=overrides)
     if model is not None and base_encoder:
         raise ConfigError("give --model or --base-encoder, not both")
-    if model is None and not base_encoder and (default_model_dir() / "config.json").is_file():
+    if model is None and not base_encoder and is_model_folder(default_model_dir()):
         model = default_model_dir()
     sections, source = load_eval_sections(config, model)
     output = output or Path(config.evaluation.output_dir)

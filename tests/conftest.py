@@ -1,4 +1,4 @@
-"""Shared fixtures: the shipped reading config and the seed reports."""
+"""Shared fixtures: the shipped reading config, the seed reports, a tiny base encoder and a tiny trained model."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from data.labeled_units import load_labeled
+from data.labels import load_labels
 from data.reading_config import ReadingConfig, load_reading_config
+from models.classifier_config import load_classifier_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = sorted((ROOT / "seeds").glob("*.txt"))
+# Seconds on two cores: two epochs and no more (min_steps=0) of short units; patience above the epochs: no early stop.
+TINY_TRAINING = ["train.epochs=2", "train.min_steps=0", "train.batch_size=16", "model.max_length=64",
+                 "train.patience=5"]
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +57,16 @@ def build_tiny_base(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     return build_tiny_base(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier trained once per session, for every module that needs just "a trained model" (six modules
+    each trained their own). Its three short seed reports hold every label. Tests only read it: a test that changes
+    a model folder works on a copy, and a module that needs another configuration trains its own and says why."""
+    from training.model_folder import train_and_save  # torch and transformers: only for sessions that train
+
+    records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl")
+               if r["report_id"][:3] in ("000", "001", "003")]
+    config = load_classifier_config(overrides=[f"model.base={tiny_base}", *TINY_TRAINING])
+    return train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("model") / "tiny", progress=False)

@@ -25,7 +25,8 @@ from transformers import AutoModel, AutoTokenizer
 from data.configuration import config_path
 from data.errors import ModelError
 from models import base_encoder, vocab_trim
-from models.base_encoder import BaseEncoderConfig, convert_e5s1, ensure_base_encoder, load_base_encoder_config
+from models.base_encoder import BaseEncoderConfig, ensure_base_encoder, load_base_encoder_config
+from models.e5s1 import convert_e5s1
 from models.export_config import load_export_config
 
 HIDDEN, LAYERS, HEADS, FFN, MAX_POSITIONS, TYPE_VOCAB, EPS = 32, 2, 2, 64, 64, 2, 1e-5

@@ -35,39 +35,35 @@ def small_records() -> list[dict]:
 
 
 def tiny_config(tiny_base: Path, *extra: str):
+    """Fast tiny settings plus what a test trains differently (head, context, folds, probe); a test that needs just
+    a trained model takes the session's ``tiny_model`` (conftest.py) instead of training one."""
     return load_classifier_config(overrides=[f"model.base={tiny_base}", *FAST, *extra])
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_base, small_records, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    return train_and_save(tiny_config(tiny_base), load_labels(), small_records, folder, progress=False)
-
-
-def test_model_folder_describes_itself(trained):
+def test_model_folder_describes_itself(tiny_model):
     for name in ("config.json", "model.safetensors", "tokenizer.json", "training_config.yaml", "calibration.json",
                  "metrics.json", "confusion_matrix.png", "manifest.json", "README.md"):
-        assert (trained / name).is_file(), name
-    config = json.loads((trained / "config.json").read_text())
+        assert (tiny_model / name).is_file(), name
+    config = json.loads((tiny_model / "config.json").read_text())
     assert config["id2label"] == {str(i): name for i, name in enumerate(load_labels().names)}
-    manifest = json.loads((trained / "manifest.json").read_text())
+    manifest = json.loads((tiny_model / "manifest.json").read_text())
     assert re.fullmatch(r"[0-9a-f]{64}", manifest["data_sha256"]) and manifest["packages"]["torch"]
-    card = (trained / "README.md").read_text()
+    card = (tiny_model / "README.md").read_text()
     assert re.search(r"pipeline_tag: text-classification", card)
     assert all(name in card for name in load_labels().names)
     assert re.search(r"macro-F1 \d\.\d{3}", card) and "$" not in card.split("---", 2)[2]
 
 
-def test_pipeline_loads_the_folder_unchanged(trained):
+def test_pipeline_loads_the_folder_unchanged(tiny_model):
     from transformers import pipeline
 
-    classify = pipeline("text-classification", model=str(trained))
+    classify = pipeline("text-classification", model=str(tiny_model))
     result = classify("query: 新增国家高新技术企业1200家。")[0]
     assert result["label"] in load_labels().names and 0 <= result["score"] <= 1
 
 
-def test_predictor_classifies_a_seed_report(trained):
-    predictor = Predictor.load(trained)
+def test_predictor_classifies_a_seed_report(tiny_model):
+    predictor = Predictor.load(tiny_model)
     classified = predictor.classify(ROOT / "seeds/003_1e2a77e6e55b6189.txt")
     rows = classified.rows()
     assert len(rows) == 78 and classified.embeddings.shape == (78, 32)
@@ -80,8 +76,8 @@ def test_predictor_classifies_a_seed_report(trained):
     assert [u.kind for u in text.report.units] == ["heading", "body"]
 
 
-def test_predictor_call_maps_a_plain_batch_with_document_context(trained):
-    predictor = Predictor.load(trained)
+def test_predictor_call_maps_a_plain_batch_with_document_context(tiny_model):
+    predictor = Predictor.load(tiny_model)
     report = predictor.classify(ROOT / "seeds/003_1e2a77e6e55b6189.txt")
     units = report.report.units
     batch = {"report_id": np.array(["a"] * len(units)), "text": np.array([u.text for u in units]),
@@ -100,11 +96,11 @@ def test_mean_head_with_heading_context_trains_and_loads(tiny_base, small_record
     assert len(classified.rows()) == 91
 
 
-def test_cli_classify_jsonl_and_bad_files(trained, tmp_path):
+def test_cli_classify_jsonl_and_bad_files(tiny_model, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
     result = CliRunner().invoke(app, ["classify", str(ROOT / "seeds/003_1e2a77e6e55b6189.txt"), str(empty),
-                                      "--model", str(trained), "--format", "jsonl", "--min-confidence", "0.9"])
+                                      "--model", str(tiny_model), "--format", "jsonl", "--min-confidence", "0.9"])
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 78 and all(r["uncertain"] == (r["probability"] < 0.9) for r in rows)
@@ -221,13 +217,13 @@ def test_linear_probe_head_reproduces_the_regression_on_raw_features(tiny_base, 
     assert head.argmax(1).tolist().count(labels.label2id["人才支撑"]) == 0
 
 
-def test_a_folder_saved_before_a_config_key_existed_still_loads(trained, tmp_path):
+def test_a_folder_saved_before_a_config_key_existed_still_loads(tiny_model, tmp_path):
     import shutil
 
     import yaml
 
     old = tmp_path / "old"
-    shutil.copytree(trained, old)
+    shutil.copytree(tiny_model, old)
     saved = yaml.safe_load((old / "training_config.yaml").read_text())
     del saved["train"]["linear_probe"], saved["train"]["min_steps"]
     (old / "training_config.yaml").write_text(yaml.safe_dump(saved, allow_unicode=True))

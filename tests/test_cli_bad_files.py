@@ -13,11 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 from report_files import docx_bytes, pdf_bytes
 
-from data.labeled_units import load_labeled
-from data.labels import load_labels
-from models.classifier_config import load_classifier_config
-from training.model_folder import train_and_save
-
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds/003_1e2a77e6e55b6189.txt"
 GOOD = ("seed.txt", "gbk.txt")  # report ids are the file stems
@@ -44,14 +39,6 @@ def batch(tmp_path_factory) -> Path:
     for name, payload in {**bad_files(), "seed.txt": text.encode("utf-8"), "gbk.txt": text.encode("gbk")}.items():
         (folder / name).write_bytes(payload)
     return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_base, tmp_path_factory) -> Path:
-    records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"][:3] == "003"]
-    config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.min_steps=0",
-                                               "train.batch_size=16", "model.max_length=64"])
-    return train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("model") / "tiny", progress=False)
 
 
 def chainstage(*args: object) -> subprocess.CompletedProcess[str]:

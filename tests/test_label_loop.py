@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_classifier import tiny_config
 from typer.testing import CliRunner
 
 from data.agreement import pass_agreement
@@ -21,19 +20,11 @@ from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from serve.cli import app
 from training.label_config import load_label_config
-from training.model_folder import train_and_save
 from training.selection import select_units
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELED = ROOT / "data" / "labeled"
 JIANGXI = ROOT / "data" / "corpus" / "provincial-2026" / "jiangxi_2026_zfgzbg.txt"
-
-
-@pytest.fixture(scope="module")
-def model(tiny_base, tmp_path_factory) -> Path:
-    records = [r for r in load_labeled(LABELED / "seeds.jsonl") if r["report_id"][:3] in ("000", "001", "003")]
-    folder = tmp_path_factory.mktemp("label-model") / "tiny"
-    return train_and_save(tiny_config(tiny_base), load_labels(), records, folder, progress=False)
 
 
 @pytest.fixture()
@@ -76,9 +67,9 @@ def test_selection_spreads_a_batch_over_near_copies():
                                                                                 settings)
 
 
-def test_export_leaves_out_labelled_units_and_orders_by_usefulness(model, tmp_path, monkeypatch):
+def test_export_leaves_out_labelled_units_and_orders_by_usefulness(tiny_model, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    rows = _export(model, JIANGXI, tmp_path / "batch.jsonl", "--n", "30", "--strategy", "margin")
+    rows = _export(tiny_model, JIANGXI, tmp_path / "batch.jsonl", "--n", "30", "--strategy", "margin")
     labelled = {r["unit_id"] for r in load_labeled(LABELED / "provincial.jsonl")}
     assert len(rows) == 30 and [r["rank"] for r in rows] == list(range(1, 31))
     assert not labelled & {r["unit_id"] for r in rows} and all(r["kind"] != "furniture" for r in rows)
@@ -90,13 +81,13 @@ def test_export_leaves_out_labelled_units_and_orders_by_usefulness(model, tmp_pa
         assert row["model"].startswith("tiny@") and row["source"] == str(JIANGXI)
 
 
-def test_export_of_a_folder_skips_unreadable_files_and_says_when_nothing_is_left(model, new_report, tmp_path,
+def test_export_of_a_folder_skips_unreadable_files_and_says_when_nothing_is_left(tiny_model, new_report, tmp_path,
                                                                                   monkeypatch):
     (new_report.parent / "README.md").write_text("What these reports are.\n", encoding="utf-8")
-    rows = _export(model, new_report.parent, tmp_path / "out" / "batch.jsonl", "--n", "5")
+    rows = _export(tiny_model, new_report.parent, tmp_path / "out" / "batch.jsonl", "--n", "5")
     assert len(rows) == 5 and {r["report_id"] for r in rows} == {"newgenre_003"}
     labelled_only = CliRunner().invoke(app, ["label", "export", str(ROOT / "seeds" / "003_1e2a77e6e55b6189.txt"),
-                                             "-o", str(tmp_path / "none.jsonl"), "--model", str(model)])
+                                             "-o", str(tmp_path / "none.jsonl"), "--model", str(tiny_model)])
     assert isinstance(labelled_only.exception, LabelingError) and "78 already labelled" in str(
         labelled_only.exception) and not (tmp_path / "none.jsonl").exists()
     monkeypatch.setenv("CHAINSTAGE_HOME", str(tmp_path / "home"))  # no default model trained there
@@ -104,10 +95,10 @@ def test_export_of_a_folder_skips_unreadable_files_and_says_when_nothing_is_left
     assert isinstance(no_model.exception, ModelError) and "\n" not in str(no_model.exception)
 
 
-def test_label_studio_export_follows_the_documented_format_and_reimports_losslessly(model, new_report, tmp_path):
-    rows = _export(model, new_report, tmp_path / "batch.jsonl", "--n", "12")
+def test_label_studio_export_follows_the_documented_format_and_reimports_losslessly(tiny_model, new_report, tmp_path):
+    rows = _export(tiny_model, new_report, tmp_path / "batch.jsonl", "--n", "12")
     tasks_file = tmp_path / "tasks.json"
-    _export(model, new_report, tasks_file, "--n", "12", "--format", "label-studio")
+    _export(tiny_model, new_report, tasks_file, "--n", "12", "--format", "label-studio")
     tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
     prediction = tasks[0]["predictions"][0]
     assert set(prediction) == {"model_version", "score", "result"} and tasks[0]["data"]["text"] == rows[0]["text"]
@@ -138,15 +129,15 @@ def test_label_studio_export_follows_the_documented_format_and_reimports_lossles
         r["unit_id"] for r in reviewed}
 
 
-def test_csv_batch_reads_back_exactly(model, new_report, tmp_path):
-    rows = _export(model, new_report, tmp_path / "batch.jsonl", "--n", "10", "--strategy", "diverse")
+def test_csv_batch_reads_back_exactly(tiny_model, new_report, tmp_path):
+    rows = _export(tiny_model, new_report, tmp_path / "batch.jsonl", "--n", "10", "--strategy", "diverse")
     write_batch(rows, tmp_path / "batch.csv", "csv", load_labels())
     assert read_batch(tmp_path / "batch.csv") == rows
 
 
-def test_import_appends_with_provenance_and_never_twice(model, new_report, tmp_path):
+def test_import_appends_with_provenance_and_never_twice(tiny_model, new_report, tmp_path):
     batch = tmp_path / "batch.jsonl"
-    rows = _export(model, new_report, batch, "--n", "8")
+    rows = _export(tiny_model, new_report, batch, "--n", "8")
     rows[0]["label"], rows[0]["note"], rows[0]["confidence"] = "其他", "reviewed: a transition", "low"
     batch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     into = tmp_path / "new_genre.jsonl"
@@ -196,8 +187,8 @@ def _break(kind: str, batch: Path, rows: list[dict]) -> Path:
     ("conflicting label", "conflicts with"), ("duplicate unit", "more than once"),
     ("truncated jsonl", "not valid JSON"), ("truncated csv", "truncated"), ("truncated label-studio", "not valid JSON"),
 ])
-def test_a_bad_batch_gets_a_one_line_error_and_nothing_is_written(model, new_report, tmp_path, kind, says):
-    rows = _export(model, new_report, tmp_path / "batch.jsonl", "--n", "8")
+def test_a_bad_batch_gets_a_one_line_error_and_nothing_is_written(tiny_model, new_report, tmp_path, kind, says):
+    rows = _export(tiny_model, new_report, tmp_path / "batch.jsonl", "--n", "8")
     into, earlier = tmp_path / "existing.jsonl", tmp_path / "earlier.jsonl"
     write_batch(rows[6:], earlier, "jsonl", load_labels())
     assert _import(earlier, into).exit_code == 0  # an existing labelled file ...

@@ -16,15 +16,9 @@ from data.labels import load_labels
 from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
 from models.classifier_config import load_classifier_config, load_saved_config
 from models.export_config import load_export_config
-from models.onnx_backend import (
-    ONNX_FILES,
-    PARITY_RECORD,
-    OnnxClassifier,
-    choose_backend,
-    export_onnx,
-    onnx_forward_logits,
-)
-from models.predictor import Predictor, default_model_dir
+from models.folder_layout import ONNX_FILES, PARITY_RECORD, default_model_dir
+from models.onnx_backend import OnnxClassifier, choose_backend, export_onnx, onnx_forward_logits
+from models.predictor import Predictor
 from serve.cli import app
 from training.model_folder import train_and_save
 
@@ -38,7 +32,9 @@ FAST = ["train.epochs=2", "train.min_steps=0", "train.batch_size=16", "model.max
 
 @pytest.fixture(scope="module")
 def exported(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny classifier trained on three seed reports, exported with `chainstage export --onnx --int8`."""
+    """A tiny classifier trained on three seed reports, exported with `chainstage export --onnx --int8`. This module
+    trains its own, not the session's ``tiny_model``: it needs no linear probe (see FAST), and export writes into
+    the folder."""
     records = [r for r in load_labeled(SEED_UNITS) if r["report_id"][:3] in ("000", "001", "003")]
     config = load_classifier_config(overrides=[f"model.base={tiny_base}", *FAST])
     folder = train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("onnx") / "tiny", progress=False)
@@ -146,7 +142,7 @@ def test_default_backend_is_the_recorded_choice(exported: Path) -> None:
     assert Predictor.load(exported, backend="onnx").backend == "onnx"
     classified = Predictor.load(exported, backend="onnx").classify(ROOT / "seeds/003_1e2a77e6e55b6189.txt")
     assert len(classified.rows()) == 78 and np.allclose(classified.probs.sum(axis=1), 1.0, atol=1e-5)
-    batch = {"text": np.array(["引进高层次人才100名。", "建设国家实验室。"]),
+    batch = {"report_id": np.array(["r", "r"]), "text": np.array(["引进高层次人才100名。", "建设国家实验室。"]),
              "section_path": np.array([["一、人才"], ["二、平台"]], dtype=object), "kind": np.array(["body", "body"])}
     assert Predictor.load(exported, backend="onnx")(batch)["label"].shape == (2,)
 
@@ -256,7 +252,8 @@ def test_summarize_and_score_take_the_backend(exported: Path, tmp_path: Path) ->
     import pyarrow.parquet as pq
 
     from data.errors import ConfigError
-    from serve.score import load_score_config, score_archive
+    from serve.score_config import load_score_config
+    from serve.score_job import score_archive
 
     seed = ROOT / "seeds/003_1e2a77e6e55b6189.txt"
     sections = {}

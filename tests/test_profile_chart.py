@@ -21,10 +21,8 @@ from matplotlib.text import Text
 from typer.testing import CliRunner
 
 from data.errors import ChainstageError, ConfigError
-from data.labeled_units import load_labeled
 from data.labels import load_labels
 from data.load import load_report
-from models.classifier_config import load_classifier_config
 from models.fonts import CJK_FAMILY, cjk_font_path
 from models.predictor import ClassifiedReport
 from models.stage_profile import stage_profile
@@ -43,7 +41,6 @@ from serve.profile_chart import (
     section_bars,
     with_parent_rows,
 )
-from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT, LONG = ROOT / "seeds/003_1e2a77e6e55b6189.txt", ROOT / "seeds/004_d7285df370a477b8.txt"
@@ -210,15 +207,6 @@ def test_bad_chart_config_names_the_key():
         load_analyst_config(overrides=["chart.max_bars=0"])
     with pytest.raises(ConfigError, match="page.text_color"):
         load_analyst_config(overrides=["page.text_color=black"])
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_base, tmp_path_factory) -> Path:
-    records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"][:3] == "003"]
-    config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.min_steps=0",
-                                               "train.batch_size=16",
-                                               "model.max_length=64"])
-    return train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("model") / "tiny", progress=False)
 
 
 def test_cli_profile_prints_every_report_and_draws_one_chart(tiny_model, tmp_path):

@@ -21,7 +21,8 @@ from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.predictor import Predictor
 from models.stage_profile import stage_profile
-from models.summarizer import load_summarizer_config, summarize_report
+from models.summarizer import summarize_report
+from models.summarizer_config import load_summarizer_config
 from serve import report_page
 from serve.analyst_config import load_analyst_config
 from serve.cli import app
@@ -41,7 +42,8 @@ ARTIFACTS = ROOT / "tests/artifacts"
 @pytest.fixture(scope="module")
 def tiny_model(tiny_base, tmp_path_factory) -> Path:
     """A tiny classifier fitted hard to the seed it will classify, so that it uses several stages there whatever
-    the random tiny base (the filter test needs more than one)."""
+    the random tiny base (the filter test needs more than one). The session's plain ``tiny_model`` (conftest.py)
+    promises no such spread, so this fixture overrides it in this module."""
     records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"] == SEED.stem]
     config = load_classifier_config(overrides=[
         f"model.base={tiny_base}", "train.epochs=10", "train.min_steps=0",

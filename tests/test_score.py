@@ -18,21 +18,12 @@ from report_files import docx_bytes, pdf_bytes
 from typer.testing import CliRunner
 
 from data.errors import ConfigError
-from data.labeled_units import load_labeled
-from data.labels import load_labels
 from data.load import load_report
-from models.classifier_config import load_classifier_config
 from serve.cli import app
-from serve.score import (
-    ERROR_SCHEMA,
-    FILE_SCHEMA,
-    REPORT_SCHEMA,
-    UNIT_SCHEMA,
-    Manifest,
-    load_score_config,
-    score_archive,
-)
-from training.model_folder import train_and_save
+from serve.job_manifest import Manifest
+from serve.score_config import load_score_config
+from serve.score_job import score_archive
+from serve.score_schema import ERROR_SCHEMA, FILE_SCHEMA, REPORT_SCHEMA, SCHEMA_VERSION, UNIT_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = {path.name[:3]: path for path in sorted((ROOT / "seeds").glob("00[0-3]_*.txt"))}
@@ -69,27 +60,15 @@ def build_archive(folder: Path) -> Path:
     return folder
 
 
-def tiny_model(tmp_path_factory, tiny_base: Path) -> Path:
-    """A tiny classifier, trained once per test session (both score test modules share it)."""
-    folder = tmp_path_factory.getbasetemp() / "score-tiny-model"
-    if not (folder / "training_config.yaml").is_file():
-        records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"][:3] in ("000", "003")]
-        config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.min_steps=0",
-                                                   "train.batch_size=16",
-                                                   "model.max_length=64", "train.patience=5"])
-        train_and_save(config, load_labels(), records, folder, progress=False)
-    return folder
-
-
-def reference_run(tmp_path_factory, tiny_base: Path) -> tuple[Path, Path, Path]:
-    """(archive, model, output) of one uninterrupted local run, made once per test session."""
+def reference_run(tmp_path_factory, model: Path) -> tuple[Path, Path, Path]:
+    """(archive, model, output) of one uninterrupted local run, made once per test session (both score test modules
+    share it, with the session's tiny model)."""
     base = tmp_path_factory.getbasetemp()
     archive, out = base / "score-archive", base / "score-reference"
     if not (out / "files.parquet").is_file():
         build_archive(archive)
-        score_archive(archive, out, tiny_model(tmp_path_factory, tiny_base), load_score_config(overrides=SETTINGS),
-                      progress=False)
-    return archive, tiny_model(tmp_path_factory, tiny_base), out
+        score_archive(archive, out, model, load_score_config(overrides=SETTINGS), progress=False)
+    return archive, model, out
 
 
 def read_tables(out: Path, fmt: str = "parquet") -> dict[str, pa.Table]:
@@ -116,8 +95,8 @@ def assert_same_tables(out: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_base) -> tuple[Path, Path, Path]:
-    return reference_run(tmp_path_factory, tiny_base)
+def reference(tmp_path_factory, tiny_model) -> tuple[Path, Path, Path]:
+    return reference_run(tmp_path_factory, tiny_model)
 
 
 def invoke(*args: str) -> object:
@@ -168,6 +147,25 @@ def test_every_shard_has_the_documented_schema_even_when_empty(reference):
     assert pq.read_schema(out / "errors.parquet").equals(ERROR_SCHEMA, check_metadata=True)
 
 
+def documented_type(kind: pa.DataType) -> str:
+    """A type as docs/scoring.md writes it: Arrow's names, without the "element" that names every list's item."""
+    if pa.types.is_list(kind):
+        return f"list<{documented_type(kind.value_type)}>"
+    if pa.types.is_struct(kind):
+        return "struct<" + ", ".join(f"{field.name}: {documented_type(field.type)}" for field in kind) + ">"
+    return str(kind)
+
+
+def test_the_schema_tables_of_docs_scoring_md_match_the_code():
+    doc = (ROOT / "docs/scoring.md").read_text(encoding="utf-8")
+    assert f"## Output schema (version {SCHEMA_VERSION})" in doc
+    for name, schema in SCHEMAS.items():
+        section = doc.split(f"\n### {name}\n", 1)[1].split("\n#", 1)[0]
+        rows = [line for line in section.splitlines() if line.startswith("| `")]
+        assert rows == [f"| `{field.name}` | `{documented_type(field.type)}`{' (nullable)' if field.nullable else ''} "
+                        f"| {field.metadata[b'description'].decode()} |" for field in schema], f"### {name} differs"
+
+
 def test_rerunning_a_finished_job_does_nothing_and_says_so(reference, tmp_path):
     archive, model, reference_out = reference
     out = tmp_path / "out"
@@ -211,7 +209,7 @@ KILL_AT = {
                        "    if str(b).endswith('part-000001.parquet'): os.kill(os.getpid(), 9)\n"
                        "    real(a, b)\n"
                        "os.replace = replace\n",
-    "before-manifest-commit": "import os; from serve.score import Manifest; real = Manifest.commit\n"
+    "before-manifest-commit": "import os; from serve.job_manifest import Manifest; real = Manifest.commit\n"
                               "def commit(self, result):\n"
                               "    if result.chunk == 1: os.kill(os.getpid(), 9)\n"
                               "    real(self, result)\n"
@@ -224,7 +222,7 @@ def test_kill_9_at_a_commit_step_then_restart_gives_every_report_exactly_once(re
     archive, model, reference_out = reference
     out = tmp_path / "out"
     script = KILL_AT[moment] + (
-        "import sys; from serve.score import load_score_config, score_archive\n"
+        "import sys; from serve.score_config import load_score_config; from serve.score_job import score_archive\n"
         f"score_archive(sys.argv[1], sys.argv[2], sys.argv[3], load_score_config(overrides={SETTINGS!r}), "
         "progress=False)\n")
     killed = subprocess.run([sys.executable, "-c", script, str(archive), str(out), str(model)], cwd=ROOT,

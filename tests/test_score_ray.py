@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from test_score import SETTINGS, assert_same_tables, reference_run
 
-from serve.score import Manifest, load_score_config, score_archive
+from serve.job_manifest import Manifest
+from serve.score_config import load_score_config
+from serve.score_job import score_archive
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -21,8 +23,8 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_base):
-    return reference_run(tmp_path_factory, tiny_base)
+def reference(tmp_path_factory, tiny_model):
+    return reference_run(tmp_path_factory, tiny_model)
 
 
 def test_ray_with_two_actors_writes_the_same_tables_as_the_local_engine(local_ray, reference, tmp_path):

@@ -17,32 +17,24 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from data.errors import ConfigError, ModelError, ReportError
-from data.labeled_units import load_labeled
 from data.labels import load_labels
 from data.load import load_report, report_from_text
 from data.segment import Unit
-from models.classifier_config import load_classifier_config
+from models.abstractive_backend import AbstractiveBackend
 from models.predictor import ClassifiedReport, Predictor
-from models.summarizer import (
-    AbstractiveBackend,
-    Budget,
+from models.section_lookup import find_section, summary_sections
+from models.sentence_compression import (
     compress_unit,
     drop_enumerator,
     drop_filler_opening,
-    find_section,
     finish_sentence,
-    is_introducer,
     join_sentences,
-    load_summarizer_config,
-    make_budget,
-    summarize_by_stage,
-    summarize_report,
-    summarize_units,
-    summary_sections,
     trim_to_clauses,
 )
+from models.summarizer import summarize_by_stage, summarize_report, summarize_units
+from models.summarizer_config import Budget, load_summarizer_config, make_budget
+from models.unit_selection import is_introducer
 from serve.cli import app
-from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_003 = ROOT / "seeds/003_1e2a77e6e55b6189.txt"
@@ -118,6 +110,11 @@ def test_rule_trim_clauses_keeps_leading_clauses_and_never_splits_a_name():
     assert trim_to_clauses(text, 30, 8, "，；") == "印发《关于促进科技创新，推动产业升级的若干措施》。"
     assert trim_to_clauses(text, 20, 8, "，；") is None  # the only cut inside 《》 is refused
     assert trim_to_clauses("建设实验室，引进人才。", 8, 8, "，；") is None  # the first clause is under min_chars
+    # every pair of quotes and brackets counts, by Unicode class: 『』 and ［］ as much as 《》
+    nested = "落实『放管服，强监管』改革要求，新增企业100家。"
+    assert trim_to_clauses(nested, 10, 4, "，；") is None
+    assert trim_to_clauses(nested, 20, 4, "，；") == "落实『放管服，强监管』改革要求。"
+    assert trim_to_clauses("建成［国家级，省级］平台12个，引进人才。", 12, 4, "，；") is None
 
 
 def test_rule_trim_clauses_never_ends_on_a_framing_clause(config):
@@ -144,8 +141,10 @@ def test_rule_duplicate_overlap_never_says_a_fact_twice(config):
 
 
 def test_rule_skip_introducers_never_chooses_an_announcement(config):
-    assert is_introducer("主要做了以下工作：") and is_introducer("必须做到“八个聚焦”：。")
-    assert not is_introducer("地区生产总值增长3.9%。") and not is_introducer("一是：加强基础研究。")
+    ends = config.compression.introducer_ends
+    assert is_introducer("主要做了以下工作：", ends) and is_introducer("必须做到“八个聚焦”：。", ends)
+    assert not is_introducer("地区生产总值增长3.9%。", ends) and not is_introducer("一是：加强基础研究。", ends)
+    assert not is_introducer("。", ends)
     relevance_only = load_summarizer_config(overrides=["scoring.mmr_lambda=1", "scoring.length_exponent=0"])
     units = make_units(["主要做了以下工作：", "地区生产总值增长3.9%。", "新增高企1200家。"])
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
@@ -156,10 +155,15 @@ def test_rule_skip_introducers_never_chooses_an_announcement(config):
     assert "t-0000" in summarize_units(units, vectors, None, Budget(None, 60, 1, 300), keep).unit_ids
 
 
-def test_finishing_punctuation_is_the_only_change():
-    assert finish_sentence("研发投入强度3.1%") == "研发投入强度3.1%。"
-    assert finish_sentence("建成实验室。") == "建成实验室。"
-    assert join_sentences(["建成实验室；", "引进人才；"]) == "建成实验室；引进人才。"
+def test_finishing_punctuation_is_the_only_change(config, reading_config):
+    finished_by, unfinished = config.compression.finished_by, config.compression.unfinished_ends
+    assert finish_sentence("研发投入强度3.1%", finished_by) == "研发投入强度3.1%。"
+    assert finish_sentence("建成实验室。", finished_by) == "建成实验室。"
+    assert join_sentences(["建成实验室；", "引进人才；"], unfinished) == "建成实验室；引进人才。"
+    # a sentence ends where the segmenter ends a unit: the reading config's enders and closers, nothing else
+    assert finished_by == reading_config.sentence_end + reading_config.closers
+    assert finish_sentence("提出“加快建设『科技强省』”", finished_by).endswith("』”")
+    assert finish_sentence("建成实验室……", finished_by) == "建成实验室……。"  # … is no sentence end: 建设……等
 
 
 @given(st.text(alphabet="一二三是第，同时此外首先加强建设。、；0123", max_size=30))
@@ -458,16 +462,7 @@ def test_cli_without_a_trained_model_says_what_to_run(tmp_path):
 # The CLI end to end on a tiny trained classifier
 
 
-@pytest.fixture(scope="module")
-def tiny_classifier(tiny_base, tmp_path_factory) -> Path:
-    records = [r for r in load_labeled(ROOT / "data/labeled/seeds.jsonl") if r["report_id"][:3] in ("000", "003")]
-    config = load_classifier_config(overrides=[f"model.base={tiny_base}", "train.epochs=1", "train.min_steps=0",
-                                               "train.batch_size=16",
-                                               "model.max_length=64", "train.patience=5"])
-    return train_and_save(config, load_labels(), records, tmp_path_factory.mktemp("clf") / "tiny", progress=False)
-
-
-def test_cli_summarizes_with_one_classifier_pass(tiny_classifier, reading_config, monkeypatch):
+def test_cli_summarizes_with_one_classifier_pass(tiny_model, reading_config, monkeypatch):
     calls = []
     original = Predictor.predict
 
@@ -476,7 +471,7 @@ def test_cli_summarizes_with_one_classifier_pass(tiny_classifier, reading_config
         return original(self, texts, contexts, progress)
 
     monkeypatch.setattr(Predictor, "predict", counting)
-    result = CliRunner().invoke(app, ["summarize", str(SEED_003), "--model", str(tiny_classifier), "--max-chars",
+    result = CliRunner().invoke(app, ["summarize", str(SEED_003), "--model", str(tiny_model), "--max-chars",
                                       "60", "--format", "jsonl"])
     assert result.exit_code == 0, result.output
     assert calls == [78]  # every unit encoded once, in one pass
@@ -486,28 +481,28 @@ def test_cli_summarizes_with_one_classifier_pass(tiny_classifier, reading_config
     assert all(r["source"] == str(SEED_003) and len(r["spans"]) == len(r["unit_ids"]) for r in rows)
 
 
-def test_cli_formats_section_and_by_stage(tiny_classifier):
+def test_cli_formats_section_and_by_stage(tiny_model):
     runner = CliRunner()
-    text = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_classifier), "--section", "一、/（五）"])
+    text = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_model), "--section", "一、/（五）"])
     assert text.exit_code == 0, text.output
     assert text.stdout.startswith("一、2021年工作成效 / （五）深化人才机制创新") and "characters; units" in text.stdout
-    markdown = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_classifier), "--format", "markdown",
+    markdown = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_model), "--format", "markdown",
                                    "--ratio", "0.2"])
     assert markdown.exit_code == 0 and markdown.stdout.count("\n## ") + markdown.stdout.startswith("## ") >= 1
-    stages = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_classifier), "--by-stage", "-f", "jsonl"])
+    stages = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_model), "--by-stage", "-f", "jsonl"])
     rows = [json.loads(line) for line in stages.stdout.splitlines()]
     assert rows and all(r["stage"] in load_labels().names and r["stage"] != "其他" for r in rows)
-    both = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_classifier), "--ratio", "0.2",
+    both = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_model), "--ratio", "0.2",
                                "--max-chars", "50"])
     assert both.exit_code != 0 and "not both" in str(both.exception)
-    missing = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_classifier), "--section", "九、"])
+    missing = runner.invoke(app, ["summarize", str(SEED_003), "-m", str(tiny_model), "--section", "九、"])
     assert isinstance(missing.exception, ConfigError)
 
 
-def test_cli_bad_report_file_names_it(tiny_classifier, tmp_path):
+def test_cli_bad_report_file_names_it(tiny_model, tmp_path):
     binary = tmp_path / "scan.pdf"
     binary.write_bytes(b"\x00\x01\x02 not a pdf")
-    result = CliRunner().invoke(app, ["summarize", str(binary), "-m", str(tiny_classifier)])
+    result = CliRunner().invoke(app, ["summarize", str(binary), "-m", str(tiny_model)])
     assert isinstance(result.exception, ReportError) and str(binary) in str(result.exception)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from data.errors import ConfigError
 from data.load import load_report
-from models.summarizer import load_summarizer_config
+from models.summarizer_config import load_summarizer_config
 from training.summary_eval import (
     CharTokenizer,
     EvalSection,

@@ -18,7 +18,16 @@ from data.configuration import to_dict
 from data.labels import LabelSet
 from models.classifier import softmax
 from models.classifier_config import ClassifierConfig
-from models.text_member import MEMBER_FILE, save_member
+from models.folder_layout import (
+    CONFUSION_MATRIX_FILE,
+    MANIFEST_FILE,
+    MEMBER_FILE,
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    TRAINING_CONFIG_FILE,
+    save_calibration,
+)
+from models.text_member import save_member
 from training.calibration import expected_calibration_error, nll
 from training.metrics import classification_metrics, plot_confusion_matrix
 from training.train import FittedClassifier
@@ -69,18 +78,17 @@ def save_model_folder(fitted: FittedClassifier, config: ClassifierConfig, labels
     out_dir.mkdir(parents=True, exist_ok=True)
     fitted.model.save_pretrained(out_dir)
     fitted.tokenizer.save_pretrained(out_dir)
-    (out_dir / "training_config.yaml").write_text(
+    (out_dir / TRAINING_CONFIG_FILE).write_text(
         yaml.safe_dump(to_dict(config), allow_unicode=True, sort_keys=False), encoding="utf-8")
-    calibration = {"temperature": fitted.temperature}
     if fitted.text_member is not None:
         save_member(fitted.text_member, out_dir)
-        calibration["ensemble_temperature"] = fitted.ensemble_temperature
-    (out_dir / "calibration.json").write_text(json.dumps(calibration), encoding="utf-8")
+    save_calibration(out_dir, fitted.temperature,
+                     fitted.ensemble_temperature if fitted.text_member is not None else None)
     metrics = _dev_metrics(fitted, labels, config.calibration.ece_bins)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
     if metrics:
         plot_confusion_matrix(metrics["confusion_matrix"], labels.names, [label.key for label in labels.labels],
-                              out_dir / "confusion_matrix.png", "dev units")
+                              out_dir / CONFUSION_MATRIX_FILE, "dev units")
     versions = package_versions()
     manifest = {
         "data_files": config.data.labeled_files,
@@ -91,8 +99,8 @@ def save_model_folder(fitted: FittedClassifier, config: ClassifierConfig, labels
         "git_commit": git_commit(),
         "packages": versions,
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    (out_dir / "README.md").write_text(render_model_card(fitted, config, labels, records, metrics, versions,
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (out_dir / MODEL_CARD_FILE).write_text(render_model_card(fitted, config, labels, records, metrics, versions,
                                                          out_dir.name), encoding="utf-8")
     return out_dir
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from data.errors import LabelingError, ReportError
 from data.read import SUPPORTED_SUFFIXES
+from models.folder_layout import MANIFEST_FILE
 from models.predictor import Predictor
 from training.label_config import SelectionSettings, Strategy
 from training.selection import informativeness, select_units
@@ -31,7 +32,7 @@ def report_files(source: Path) -> list[Path]:
 
 def model_version(folder: Path) -> str:
     """A model's name for provenance: its folder and the hash of the data it was trained on."""
-    manifest = folder / "manifest.json"
+    manifest = folder / MANIFEST_FILE
     if manifest.is_file():
         return f"{folder.name}@{json.loads(manifest.read_text(encoding='utf-8'))['data_sha256'][:12]}"
     return folder.name

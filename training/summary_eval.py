@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import unicodedata
@@ -24,20 +23,15 @@ import numpy as np
 from rouge_score import rouge_scorer
 
 from data.errors import ConfigError
+from data.labeled_units import read_records
 from data.load import load_report
 from data.reading_config import load_reading_config
 from data.segment import Report, Unit
-from models.summarizer import (
-    Budget,
-    CompressionSection,
-    SummarizerConfig,
-    fill_budget,
-    finish_sentence,
-    has_several_parts,
-    join_sentences,
-    pagerank,
-    summarize_units,
-)
+from models.section_lookup import has_several_parts
+from models.summarizer import summarize_units
+from models.summarizer_config import Budget, CompressionSection, SummarizerConfig
+from models.unit_scoring import pagerank
+from models.unit_selection import fill_budget, join_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -89,18 +83,7 @@ class EvalSection:
 
 def load_references(path: str | Path) -> list[dict[str, Any]]:
     """Read the reference summaries, checking every record has the fields evaluation needs."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: reference summaries not found")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            record = json.loads(line)
-            missing = [key for key in REFERENCE_FIELDS if key not in record]
-            if missing:
-                raise ConfigError(f"{path}:{number}: record lacks field '{missing[0]}'")
-            records.append(record)
-    return records
+    return read_records(path, REFERENCE_FIELDS, "reference summaries")
 
 
 def reference_section_units(report: Report, reference: dict[str, Any]) -> list[Unit]:
@@ -172,7 +155,7 @@ def load_eval_sections(config: SummarizerConfig, model: str | Path | None = None
 def lead_summary(texts: Sequence[str], budget_chars: int, rules: CompressionSection) -> str:
     """Lead-k: the section's first units, as many as the budget holds."""
     chosen = fill_budget(range(len(texts)), texts, budget_chars, rules)
-    return join_sentences([chosen[i] for i in sorted(chosen)])
+    return join_in_order(chosen, rules)
 
 
 def _words(text: str) -> set[str]:
@@ -198,7 +181,7 @@ def textrank_summary(texts: Sequence[str], budget_chars: int, rules: Compression
     scores = pagerank(weights, damping)
     ranked = sorted(range(n), key=lambda i: (-scores[i], i))
     chosen = fill_budget(ranked, texts, budget_chars, rules)
-    return join_sentences([chosen[i] for i in sorted(chosen)])
+    return join_in_order(chosen, rules)
 
 
 def _objective(reference: str, candidate: str) -> float:
@@ -221,11 +204,11 @@ def oracle_summary(texts: Sequence[str], reference: str, budget_chars: int, rule
             if not trial:
                 continue
             candidate = {**chosen, **trial}
-            score = _objective(reference, join_sentences([candidate[k] for k in sorted(candidate)]))
+            score = _objective(reference, join_in_order(candidate, rules))
             if score > best_score + 1e-12:
                 best_score, best = score, trial
         if best is None:
-            return join_sentences([chosen[k] for k in sorted(chosen)])
+            return join_in_order(chosen, rules)
         chosen.update(best)
 
 
@@ -279,11 +262,11 @@ def evaluate_summaries(config: SummarizerConfig, sections: list[EvalSection], so
     rules = config.compression
     damping = config.scoring.damping
     methods: dict[str, Callable[[EvalSection], str]] = {
-        "Lead-k": lambda s: lead_summary([finish_sentence(u.text) for u in s.body], s.budget_chars, rules),
-        "TextRank": lambda s: textrank_summary([finish_sentence(u.text) for u in s.body], s.budget_chars, rules,
+        "Lead-k": lambda s: lead_summary([u.text for u in s.body], s.budget_chars, rules),
+        "TextRank": lambda s: textrank_summary([u.text for u in s.body], s.budget_chars, rules,
                                                damping),
         "ours": _ours(config),
-        "oracle (upper bound)": lambda s: oracle_summary([finish_sentence(u.text) for u in s.body],
+        "oracle (upper bound)": lambda s: oracle_summary([u.text for u in s.body],
                                                          s.reference["summary"], s.budget_chars, rules),
     }
     with_probs = sections[0].probs is not None if sections else False
@@ -403,9 +386,9 @@ def tune_weights(config: SummarizerConfig, sections: list[EvalSection], grid: di
     rules = config.compression
     baselines = {
         "Lead-k": _objective_rows(sections, lambda s: lead_summary(
-            [finish_sentence(u.text) for u in s.body], s.budget_chars, rules)),
+            [u.text for u in s.body], s.budget_chars, rules)),
         "TextRank": _objective_rows(sections, lambda s: textrank_summary(
-            [finish_sentence(u.text) for u in s.body], s.budget_chars, rules, config.scoring.damping)),
+            [u.text for u in s.body], s.budget_chars, rules, config.scoring.damping)),
         "ours as configured": _objective_rows(sections, _ours(config)),
     }
     return {"grid": grid, "points": len(points), "best": dict(zip(keys, points[best], strict=True)),
