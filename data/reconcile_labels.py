@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def reconcile(records: list[dict], units: list[Unit]) -> tuple[list[dict], list[Unit]]:
     """Labelled records for the current units, and the units that could not be carried over."""
     by_span = {(r["report_id"], r["start"], r["end"], r["text"]): r for r in records}
+    spans = {(u.report_id, u.start, u.end, u.text) for u in units}
     by_text: dict[tuple[str, str], list[dict]] = {}
-    for record in records:
-        by_text.setdefault((record["report_id"], record["text"]), []).append(record)
+    for record in records:  # only labels whose unit moved may go to a unit of the same text: each label once
+        if (record["report_id"], record["start"], record["end"], record["text"]) not in spans:
+            by_text.setdefault((record["report_id"], record["text"]), []).append(record)
     carried, missing = [], []
     for unit in units:
         old = by_span.get((unit.report_id, unit.start, unit.end, unit.text))
@@ -49,7 +51,7 @@ def main() -> None:
     carried, missing = reconcile(load_labeled(args.labeled), units)
     print(f"carried {len(carried)} labels; {len(missing)} units need a person to label them")
     for unit in missing:
-        print(f"  {unit.unit_id}\t{unit.text}")
+        print(f"  {unit.unit_id}\t{unit.text}", flush=True)
     if args.write:
         args.labeled.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in carried), encoding="utf-8")
 

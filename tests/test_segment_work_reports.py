@@ -82,3 +82,12 @@ def test_a_lead_line_ends_at_its_first_clause_end(reading_config, seed_paths):
     report = load_report(next(path for path in seed_paths if path.name.startswith("003")), reading_config)
     lead = _unit(report, "一是高标准编制《深圳市科技创新“十四五”规划》，描绘我市实现科技自立自强“作战蓝图”；")
     assert lead.kind == "heading"
+
+
+def test_a_bracket_left_alone_on_its_line_rejoins_its_heading(reading_config):
+    """yunnan's text breaks "（三）" after its opening bracket; the bracket line is not page furniture."""
+    yunnan = load_report(CORPUS / "yunnan_2026_zfgzbg.txt", reading_config)
+    heading = _unit(yunnan, "（三）改革开放持续深化、互促共进。")
+    assert heading.kind == "heading"
+    assert heading.section_path[-1] == "（三）改革开放持续深化、互促共进"
+    assert not [unit for unit in yunnan.units if unit.text == "（"]
