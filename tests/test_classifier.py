@@ -230,3 +230,24 @@ def test_a_folder_saved_before_a_config_key_existed_still_loads(tiny_model, tmp_
     predictor = Predictor.load(old)
     assert predictor.config.train.linear_probe is load_classifier_config().train.linear_probe
     assert len(predictor.classify(next((ROOT / "seeds").glob("000_*.txt"))).report.units) == 91
+
+
+def test_wise_ft_mixes_the_fine_tuned_weights_with_their_start(tiny_base, small_records, tmp_path):
+    """train.wise_ft=0 keeps the pretrained encoder; 0.5 lands halfway between it and the fine-tuned weights."""
+    import torch
+
+    from models.classifier import build_classifier
+    from training.train import fit_classifier
+
+    labels = load_labels()
+    fitted = {share: fit_classifier(small_records, tiny_config(tiny_base, f"train.wise_ft={share}"), labels,
+                                    tmp_path / str(share), progress=False).model.state_dict()
+              for share in (0.0, 0.5, 1.0)}
+    pretrained = build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1).state_dict()
+    layer = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(fitted[0.0][layer], pretrained[layer])
+    assert not torch.allclose(fitted[1.0][layer], pretrained[layer])
+    for name in (layer, "classifier.weight"):
+        assert torch.allclose(fitted[0.5][name], (fitted[0.0][name] + fitted[1.0][name]) / 2, atol=1e-6)
+    with pytest.raises(ConfigError, match="train.wise_ft"):
+        tiny_config(tiny_base, "train.wise_ft=1.5")

@@ -125,6 +125,14 @@ def _macro_f1(eval_pred) -> dict[str, float]:  # noqa: ANN001
     return {"macro_f1": float(f1_score(labels, np.argmax(logits, axis=1), average="macro", zero_division=0))}
 
 
+def interpolate_weights(model: torch.nn.Module, start: dict[str, torch.Tensor], share: float) -> None:
+    """WiSE-FT (Wortsman et al., 2022): a weight-space mix of the fine-tuned model and its start keeps more of the
+    pretrained features that carry to other genres; the temperature is fitted after, on the mixed model."""
+    mixed = {name: share * tensor + (1 - share) * start[name] if tensor.is_floating_point() else tensor
+             for name, tensor in model.state_dict().items()}
+    model.load_state_dict(mixed)
+
+
 def class_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:
     """Balanced weights n / (k * count); a class absent from training gets weight 0."""
     counts = np.bincount(label_ids, minlength=num_labels).astype(np.float64)
@@ -161,6 +169,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         chosen = warm_start_head(model, features, np.array(train_set["labels"]), config.train.probe_cs,
                                  config.train.class_weights, config.train.seed)
         log.info("linear probe: head warm-started from a logistic regression with C=%g", chosen)
+    start = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     # small training sets get more epochs, so that every run takes at least `min_steps` optimiser steps
     steps_per_epoch = math.ceil(len(train_records) / config.train.batch_size)
     epochs = max(config.train.epochs, math.ceil(config.train.min_steps / steps_per_epoch))
@@ -197,6 +206,8 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     )
     trainer.train()
     keep_best.restore()
+    if config.train.wise_ft < 1:
+        interpolate_weights(model, start, config.train.wise_ft)
     model.eval()
     temperature, dev_logits, dev_labels = 1.0, np.zeros((0, len(labels.names))), np.zeros(0, dtype=int)
     if dev_records:
