@@ -4,8 +4,9 @@
 
 Exports MODEL_DIR (by default the default model) once per variant into scratch folders of links, so MODEL_DIR is
 never written to. Each variant is the shipped config plus a few ``--set`` overrides, from every fusion with the FFN
-output projections fp32 to the shipped one, and the shipped one with the head int8 too. For each it prints the int8 speed at batch 32
-(median of ``--repeats`` passes over the seed units, the variants timed in turn), label agreement with PyTorch on
+output projections fp32 to the shipped one, and the shipped one with the head int8 too. For each it prints the
+int8 speed at batch 32 (median of ``--repeats`` passes over the seed units, the variants timed in turn), label
+agreement with PyTorch on
 the seed units (the export's parity record) and on the devset units no model trained on, and with ``--profile``
 the time per operator type from ONNX Runtime's profiler. Prints figures; asserts nothing.
 """
