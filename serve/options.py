@@ -15,6 +15,7 @@ _SUFFIXES = " ".join(SUPPORTED_SUFFIXES)
 
 ReportFilesArgument = Annotated[list[Path], typer.Argument(help=f"Report files: {_SUFFIXES}")]
 ReportFileArgument = Annotated[Path, typer.Argument(help=f"Report file: {_SUFFIXES}")]
+ArchiveArgument = Annotated[Path, typer.Argument(help=f"Folder of reports, searched recursively: {_SUFFIXES}")]
 ModelOption = Annotated[Path | None, typer.Option("--model", "-m", help="Model folder (default: the trained default)")]
 BackendOption = Annotated[str | None, typer.Option("--backend", help="torch or onnx (default: the fastest backend "
                                                    "that passed the export's parity check)")]

@@ -9,14 +9,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from serve.options import BackendOption, ModelOption, SetOption
+from serve.options import ArchiveArgument, BackendOption, ModelOption, SetOption
 from serve.score_config import load_score_config
 from serve.score_job import score_archive
 
 
 def score_command(
-    archive: Annotated[Path, typer.Argument(help="Folder of reports, searched recursively: .txt .md .docx .pdf .html "
-                                                       ".png .jpg .tif")],
+    archive: ArchiveArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; run again to resume or update the job")],
     model: ModelOption = None,
     engine: Annotated[str | None, typer.Option(help="local or ray (default: engine in configs/score.yaml)")] = None,

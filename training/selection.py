@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import KMeans
 
+from models.unit_scoring import unit_norm
 from training.label_config import SelectionSettings, Strategy
 
 
@@ -21,11 +22,6 @@ def informativeness(probs: np.ndarray, strategy: Strategy) -> np.ndarray:
     if strategy == "uncertainty":
         return 1.0 - top[:, -1]
     return 1.0 - (top[:, -1] - top[:, -2])
-
-
-def _unit_vectors(embeddings: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return embeddings / np.where(norms == 0, 1.0, norms)
 
 
 def _scaled(values: np.ndarray) -> np.ndarray:
@@ -80,7 +76,7 @@ def select_units(probs: np.ndarray, embeddings: np.ndarray, n: int, strategy: St
     if strategy == "random":
         return [int(i) for i in np.random.default_rng(settings.seed).permutation(len(probs))[:n]]
     score = informativeness(probs, "margin" if strategy == "diverse" else strategy)
-    vectors = _unit_vectors(np.asarray(embeddings, dtype=np.float64))
+    vectors = unit_norm(np.asarray(embeddings, dtype=np.float64))
     if strategy == "diverse":
         return _clustered(score, vectors, n, settings)
     return _greedy(score, vectors, n, settings)

@@ -169,7 +169,9 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         chosen = warm_start_head(model, features, np.array(train_set["labels"]), config.train.probe_cs,
                                  config.train.class_weights, config.train.seed)
         log.info("linear probe: head warm-started from a logistic regression with C=%g", chosen)
-    start = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    # WiSE-FT's start point, copied only when it will be mixed in (the copy holds every weight, embeddings included)
+    start = ({name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+             if config.train.wise_ft < 1 else None)
     # small training sets get more epochs, so that every run takes at least `min_steps` optimiser steps
     steps_per_epoch = math.ceil(len(train_records) / config.train.batch_size)
     epochs = max(config.train.epochs, math.ceil(config.train.min_steps / steps_per_epoch))
@@ -206,7 +208,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     )
     trainer.train()
     keep_best.restore()
-    if config.train.wise_ft < 1:
+    if start is not None:
         interpolate_weights(model, start, config.train.wise_ft)
     model.eval()
     temperature, dev_logits, dev_labels = 1.0, np.zeros((0, len(labels.names))), np.zeros(0, dtype=int)
