@@ -229,7 +229,7 @@ def _quantize(fp32: Path, out: Path, config: OnnxSection) -> None:
     kept = [node for node in nodes if any(p.search(node.name) or p.fullmatch(node.op_type) for p in patterns)]
     # the quantizer first rewrites every Gemm (the pooler, the head) as MatMul + Add, naming the MatMul
     # "<name>_MatMul", and excludes by the new name: a kept Gemm must be named both ways
-    keep = [name for node in kept for name in (node.name, *([f"{node.name}_MatMul"] * (node.op_type == "Gemm")))]
+    keep = [node.name for node in kept] + [f"{node.name}_MatMul" for node in kept if node.op_type == "Gemm"]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # it warns on the root logger to run a pre-processing step meant for CNNs
