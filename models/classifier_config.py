@@ -29,6 +29,7 @@ class ModelSection:
     prefix: str
     context: Literal["none", "heading"]
     freeze_embeddings: bool
+    frozen_layers: int
     dropout: float
 
 
@@ -104,6 +105,8 @@ class ClassifierConfig:
                            ("train.batch_size", self.train.batch_size)):
             if value < 1:
                 raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+        if self.model.frozen_layers < 0:
+            raise ConfigError(f"config key 'model.frozen_layers' must be >= 0, got {self.model.frozen_layers}")
         if self.train.learning_rate <= 0:
             raise ConfigError(f"config key 'train.learning_rate' must be > 0, got {self.train.learning_rate}")
 

@@ -251,3 +251,24 @@ def test_wise_ft_mixes_the_fine_tuned_weights_with_their_start(tiny_base, small_
         assert torch.allclose(fitted[0.5][name], (fitted[0.0][name] + fitted[1.0][name]) / 2, atol=1e-6)
     with pytest.raises(ConfigError, match="train.wise_ft"):
         tiny_config(tiny_base, "train.wise_ft=1.5")
+
+
+def test_frozen_layers_stay_pretrained_and_the_layers_above_train(tiny_base, small_records, tmp_path):
+    """model.frozen_layers=1 keeps the embeddings block and layer 0 of the tiny encoder as pretrained; layer 1 and
+    the head still learn."""
+    import torch
+
+    from models.classifier import build_classifier
+    from training.train import fit_classifier
+
+    labels = load_labels()
+    config = tiny_config(tiny_base, "model.frozen_layers=1", "train.linear_probe=false")
+    trained = fit_classifier(small_records, config, labels, tmp_path / "frozen", progress=False).model.state_dict()
+    pretrained = build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1).state_dict()
+    for name in ("bert.embeddings.LayerNorm.weight", "bert.embeddings.position_embeddings.weight",
+                 "bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.0.output.dense.weight"):
+        assert torch.equal(trained[name], pretrained[name]), name
+    assert not torch.allclose(trained["bert.encoder.layer.1.attention.self.query.weight"],
+                              pretrained["bert.encoder.layer.1.attention.self.query.weight"])
+    with pytest.raises(ConfigError, match="model.frozen_layers"):
+        tiny_config(tiny_base, "model.frozen_layers=-1")

@@ -26,6 +26,7 @@ from models.classifier import (
     build_classifier,
     encode_inputs,
     forward_logits,
+    freeze_lower_layers,
     freeze_word_embeddings,
     load_tokenizer,
     softmax,
@@ -152,6 +153,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     model = build_classifier(base, config.model.head, labels.id2label, config.model.dropout)
     if config.model.freeze_embeddings:
         freeze_word_embeddings(model)
+    freeze_lower_layers(model, config.model.frozen_layers)
     train_records, dev_records = split_dev(records, config.data.dev_fraction, config.train.seed)
 
     # tokenised once: the datasets, the linear probe and the calibration all read these
