@@ -49,6 +49,7 @@ class TrainSection:
     linear_probe: bool
     probe_cs: list[float]
     wise_ft: float
+    layer_decay: float
     threads: int
 
 
@@ -99,6 +100,8 @@ class ClassifierConfig:
         if not 0 <= self.ensemble.neighbour_weight < 1:
             value = self.ensemble.neighbour_weight
             raise ConfigError(f"config key 'ensemble.neighbour_weight' must be in [0, 1), got {value}")
+        if not 0 < self.train.layer_decay <= 1:
+            raise ConfigError(f"config key 'train.layer_decay' must be in (0, 1], got {self.train.layer_decay}")
         if not 0 <= self.train.wise_ft <= 1:
             raise ConfigError(f"config key 'train.wise_ft' must be in [0, 1], got {self.train.wise_ft}")
         for key, value in (("model.max_length", self.model.max_length), ("train.epochs", self.train.epochs),

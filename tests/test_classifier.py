@@ -272,3 +272,27 @@ def test_frozen_layers_stay_pretrained_and_the_layers_above_train(tiny_base, sma
                               pretrained["bert.encoder.layer.1.attention.self.query.weight"])
     with pytest.raises(ConfigError, match="model.frozen_layers"):
         tiny_config(tiny_base, "model.frozen_layers=-1")
+
+
+def test_layer_decay_gives_each_layer_a_lower_rate_than_the_one_above(tiny_base, small_records, tmp_path):
+    """train.layer_decay=0.5 on the 2-layer tiny encoder: head 1e-4, layer 1 5e-5, layer 0 2.5e-5, embeddings
+    1.25e-5; the model still trains, and a decay outside (0, 1] is refused."""
+    from models.classifier import build_classifier
+    from training.train import fit_classifier, layerwise_parameter_groups
+
+    labels = load_labels()
+    model = build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1)
+    groups = layerwise_parameter_groups(model, 1e-4, 0.5, 0.01)
+    rate = {id(p): group["lr"] for group in groups for p in group["params"]}
+    named = dict(model.named_parameters())
+    assert rate[id(named["classifier.weight"])] == pytest.approx(1e-4)
+    assert rate[id(named["bert.encoder.layer.1.output.dense.weight"])] == pytest.approx(5e-5)
+    assert rate[id(named["bert.encoder.layer.0.attention.self.query.weight"])] == pytest.approx(2.5e-5)
+    assert rate[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(1.25e-5)
+    assert all(group["weight_decay"] == 0 for group in groups
+               if any(p is named["bert.encoder.layer.0.output.LayerNorm.weight"] for p in group["params"]))
+    fitted = fit_classifier(small_records, tiny_config(tiny_base, "train.layer_decay=0.5"), labels, tmp_path,
+                            progress=False)
+    assert fitted.epochs_run > 0
+    with pytest.raises(ConfigError, match="train.layer_decay"):
+        tiny_config(tiny_base, "train.layer_decay=0")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,27 @@ def interpolate_weights(model: torch.nn.Module, start: dict[str, torch.Tensor], 
     model.load_state_dict(mixed)
 
 
+def layerwise_parameter_groups(model: torch.nn.Module, learning_rate: float, decay: float,
+                               weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups with layer-wise learning-rate decay (Howard and Ruder, 2018; Clark et al., 2020).
+
+    The head learns at the full rate and each layer below at ``decay`` times the one above, so that the lower,
+    more general layers move least. Biases and LayerNorm weights take no weight decay, as in the Trainer's default.
+    """
+    layers = len(model.base_model.encoder.layer)
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        layer = re.search(r"encoder\.layer\.(\d+)\.", name)
+        depth = 0 if "embeddings." in name else int(layer[1]) + 1 if layer else layers + 1
+        exempt = name.endswith("bias") or "LayerNorm" in name
+        group = groups.setdefault((depth, exempt), {"params": [], "lr": learning_rate * decay ** (layers + 1 - depth),
+                                                    "weight_decay": 0.0 if exempt else weight_decay})
+        group["params"].append(parameter)
+    return list(groups.values())
+
+
 def class_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:
     """Balanced weights n / (k * count); a class absent from training gets weight 0."""
     counts = np.bincount(label_ids, minlength=num_labels).astype(np.float64)
@@ -198,8 +220,13 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     )
     keep_best = _KeepBest(model, config.train.patience)
     weights = class_weights(train_set["labels"], len(labels.names)) if config.train.class_weights else None
+    # with decay, the Trainer takes these groups and puts its own warm-up and linear schedule on each group's rate
+    optimizer = (torch.optim.AdamW(layerwise_parameter_groups(model, config.train.learning_rate,
+                                                              config.train.layer_decay, config.train.weight_decay))
+                 if config.train.layer_decay < 1 else None)
     trainer = _WeightedTrainer(
         model=model,
+        optimizers=(optimizer, None),
         args=args,
         train_dataset=train_set,
         eval_dataset=dev_set,
