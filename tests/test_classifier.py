@@ -277,12 +277,17 @@ def test_frozen_layers_stay_pretrained_and_the_layers_above_train(tiny_base, sma
 def test_layer_decay_gives_each_layer_a_lower_rate_than_the_one_above(tiny_base, small_records, tmp_path):
     """train.layer_decay=0.5 on the 2-layer tiny encoder: head 1e-4, layer 1 5e-5, layer 0 2.5e-5, embeddings
     1.25e-5; the model still trains, and a decay outside (0, 1] is refused."""
+    from transformers import TrainingArguments
+
     from models.classifier import build_classifier
-    from training.train import fit_classifier, layerwise_parameter_groups
+    from training.train import _WeightedTrainer, fit_classifier
 
     labels = load_labels()
     model = build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1)
-    groups = layerwise_parameter_groups(model, 1e-4, 0.5, 0.01)
+    args = TrainingArguments(output_dir=str(tmp_path / "optimizer"), learning_rate=1e-4, weight_decay=0.01,
+                             use_cpu=True, report_to=[])
+    trainer = _WeightedTrainer(model=model, args=args, class_weights=None, layer_decay=0.5)
+    groups = trainer.create_optimizer().param_groups
     rate = {id(p): group["lr"] for group in groups for p in group["params"]}
     named = dict(model.named_parameters())
     assert rate[id(named["classifier.weight"])] == pytest.approx(1e-4)

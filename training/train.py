@@ -82,11 +82,22 @@ def model_inputs(records: list[dict], tokenizer: Any, config: ClassifierConfig) 
 
 
 class _WeightedTrainer(Trainer):
-    """Trainer with a class-weighted cross-entropy, for the imbalanced stages."""
+    """Trainer with a class-weighted cross-entropy, for the imbalanced stages, and layer-wise learning rates."""
 
-    def __init__(self, *args: Any, class_weights: torch.Tensor | None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, class_weights: torch.Tensor | None, layer_decay: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
+        self.layer_decay = layer_decay
+
+    def create_optimizer(self, model=None):  # noqa: ANN001, ANN201
+        """The Trainer's own optimizer (its class, settings and weight-decay groups), with each group split by layer
+        so that the layer-wise rates ride on the Trainer's warm-up and schedule."""
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh and self.layer_decay < 1:
+            optimizer.param_groups[:] = layerwise_groups(optimizer.param_groups, layers_below_head(self.model),
+                                                         self.layer_decay)
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         labels = inputs.pop("labels")
@@ -135,25 +146,29 @@ def interpolate_weights(model: torch.nn.Module, start: dict[str, torch.Tensor], 
     model.load_state_dict(mixed)
 
 
-def layerwise_parameter_groups(model: torch.nn.Module, learning_rate: float, decay: float,
-                               weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups with layer-wise learning-rate decay (Howard and Ruder, 2018; Clark et al., 2020).
-
-    The head learns at the full rate and each layer below at ``decay`` times the one above, so that the lower,
-    more general layers move least. Biases and LayerNorm weights take no weight decay, as in the Trainer's default.
-    """
+def layers_below_head(model: torch.nn.Module) -> dict[int, int]:
+    """How many layers each parameter (by id) lies below the head: 0 for the head and pooler, 1 for the top
+    transformer layer, and one more than the lowest layer for the embeddings."""
     layers = len(model.base_model.encoder.layer)
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    below = {}
     for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
         layer = re.search(r"encoder\.layer\.(\d+)\.", name)
-        depth = 0 if "embeddings." in name else int(layer[1]) + 1 if layer else layers + 1
-        exempt = name.endswith("bias") or "LayerNorm" in name
-        group = groups.setdefault((depth, exempt), {"params": [], "lr": learning_rate * decay ** (layers + 1 - depth),
-                                                    "weight_decay": 0.0 if exempt else weight_decay})
-        group["params"].append(parameter)
-    return list(groups.values())
+        below[id(parameter)] = layers + 1 if "embeddings." in name else layers - int(layer[1]) if layer else 0
+    return below
+
+
+def layerwise_groups(groups: list[dict[str, Any]], below: dict[int, int], decay: float) -> list[dict[str, Any]]:
+    """Split optimizer groups by depth for layer-wise learning-rate decay (Howard and Ruder, 2018; Clark et al.,
+    2020): a parameter ``k`` layers below the head learns at ``decay ** k`` times its group's rate, so the lower,
+    more general layers move least. Every other group setting (weight decay, betas) is kept."""
+    split = []
+    for group in groups:
+        by_depth: dict[int, list[torch.nn.Parameter]] = {}
+        for parameter in group["params"]:
+            by_depth.setdefault(below[id(parameter)], []).append(parameter)
+        split += [{**group, "params": params, "lr": group["lr"] * decay ** depth}
+                  for depth, params in sorted(by_depth.items())]
+    return split
 
 
 def class_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:
@@ -220,13 +235,8 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     )
     keep_best = _KeepBest(model, config.train.patience)
     weights = class_weights(train_set["labels"], len(labels.names)) if config.train.class_weights else None
-    # with decay, the Trainer takes these groups and puts its own warm-up and linear schedule on each group's rate
-    optimizer = (torch.optim.AdamW(layerwise_parameter_groups(model, config.train.learning_rate,
-                                                              config.train.layer_decay, config.train.weight_decay))
-                 if config.train.layer_decay < 1 else None)
     trainer = _WeightedTrainer(
         model=model,
-        optimizers=(optimizer, None),
         args=args,
         train_dataset=train_set,
         eval_dataset=dev_set,
@@ -234,6 +244,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         compute_metrics=_macro_f1,
         callbacks=[keep_best] if dev_set is not None else [],
         class_weights=weights,
+        layer_decay=config.train.layer_decay,
     )
     trainer.train()
     keep_best.restore()
