@@ -15,7 +15,7 @@ from serve.options import SetOption
 
 def export_command(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by `chainstage train`")],
-    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX with fused attention (model.onnx)")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (model.onnx)")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also quantise to dynamic int8 (model_int8.onnx)")] = False,
     overrides: SetOption = None,
 ) -> None:
