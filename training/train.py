@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,12 +154,13 @@ def interpolate_weights(model: torch.nn.Module, start: dict[str, torch.Tensor], 
 
 def layers_below_head(model: torch.nn.Module) -> dict[int, int]:
     """How many layers each parameter (by id) lies below the head: 0 for the head and pooler, 1 for the top
-    transformer layer, and one more than the lowest layer for the embeddings."""
-    layers = len(model.base_model.encoder.layer)
-    below = {}
-    for name, parameter in model.named_parameters():
-        layer = re.search(r"encoder\.layer\.(\d+)\.", name)
-        below[id(parameter)] = layers + 1 if "embeddings." in name else layers - int(layer[1]) if layer else 0
+    transformer layer, and one more than the lowest layer for the embeddings. Walks the same modules as
+    `freeze_lower_layers`, not parameter names."""
+    layers = model.base_model.encoder.layer
+    below = {id(parameter): 0 for parameter in model.parameters()}
+    below |= {id(parameter): len(layers) + 1 for parameter in model.base_model.embeddings.parameters()}
+    for index, layer in enumerate(layers):
+        below |= {id(parameter): len(layers) - index for parameter in layer.parameters()}
     return below
 
 
