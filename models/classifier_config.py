@@ -50,6 +50,7 @@ class TrainSection:
     probe_cs: list[float]
     wise_ft: float
     layer_decay: float
+    majority_share: float
     threads: int
 
 
@@ -100,6 +101,8 @@ class ClassifierConfig:
         if not 0 <= self.ensemble.neighbour_weight < 1:
             value = self.ensemble.neighbour_weight
             raise ConfigError(f"config key 'ensemble.neighbour_weight' must be in [0, 1), got {value}")
+        if not 0 < self.train.majority_share <= 1:
+            raise ConfigError(f"config key 'train.majority_share' must be in (0, 1], got {self.train.majority_share}")
         if not 0 < self.train.layer_decay <= 1:
             raise ConfigError(f"config key 'train.layer_decay' must be in (0, 1], got {self.train.layer_decay}")
         if not 0 <= self.train.wise_ft <= 1:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from data.errors import ConfigError, ModelError
@@ -301,3 +302,48 @@ def test_layer_decay_gives_each_layer_a_lower_rate_than_the_one_above(tiny_base,
     assert fitted.epochs_run > 0
     with pytest.raises(ConfigError, match="train.layer_decay"):
         tiny_config(tiny_base, "train.layer_decay=0")
+
+
+def test_majority_share_draws_a_fresh_share_of_the_most_frequent_label_each_epoch(tiny_base, small_records, tmp_path):
+    """train.majority_share=0.4 on the seed labels: every epoch holds each unit of the other labels once and 40 % of
+    the majority label's, drawn anew, in length-grouped batches; the majority's loss weight rises by 1 / 0.4."""
+    from training.sampling import MajorityShareSampler, majority_share_weights
+    from training.train import _WeightedTrainer, class_weights, fit_classifier
+
+    records = load_labeled(ROOT / "data/labeled/seeds.jsonl")
+    labels = load_labels()
+    ids = [labels.label2id[r["label"]] for r in records]
+    lengths = [len(r["text"]) for r in records]
+    majority = labels.label2id["产业发展"]  # 363 of the 1,166 seed units
+    sampler = MajorityShareSampler(ids, lengths, 0.4, 16, True, 13)
+    epochs = [list(sampler), list(sampler)]
+    for epoch in epochs:
+        assert len(epoch) == len(sampler) == 1166 - 363 + round(0.4 * 363) and len(set(epoch)) == len(epoch)
+        assert sorted(i for i in epoch if ids[i] != majority) == [i for i in range(1166) if ids[i] != majority]
+        spread = np.mean([np.ptp([lengths[i] for i in epoch[k:k + 16]]) for k in range(0, len(epoch), 16)])
+        assert spread < 0.5 * np.ptp(lengths)
+    first, second = ({i for i in epoch if ids[i] == majority} for epoch in epochs)
+    assert first != second
+    weights = class_weights(ids, len(labels.names))
+    adjusted = majority_share_weights(weights, ids, len(labels.names), 0.4)
+    assert adjusted[majority] == pytest.approx(weights[majority] / 0.4)
+    others = [i for i in range(len(labels.names)) if i != majority]
+    assert torch.equal(adjusted[others], weights[others])
+    assert majority_share_weights(weights, ids, len(labels.names), 1.0) is weights
+    # the Trainer batches from this sampler: an epoch is ceil(809 / 16) steps, not ceil(1166 / 16)
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from models.classifier import build_classifier
+
+    args = TrainingArguments(output_dir=str(tmp_path / "sampler"), per_device_train_batch_size=16, use_cpu=True,
+                             report_to=[])
+    dataset = Dataset.from_dict({"input_ids": [[0, 5, 2]] * len(ids), "labels": ids})
+    trainer = _WeightedTrainer(model=build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1), args=args,
+                               train_dataset=dataset, class_weights=adjusted, layer_decay=1.0, train_sampler=sampler)
+    assert len(trainer.get_train_dataloader()) == -(-len(sampler) // 16)
+    fitted = fit_classifier(small_records, tiny_config(tiny_base, "train.majority_share=0.5"), labels, tmp_path,
+                            progress=False)
+    assert fitted.epochs_run > 0
+    with pytest.raises(ConfigError, match="train.majority_share"):
+        tiny_config(tiny_base, "train.majority_share=0")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from sklearn.model_selection import train_test_split
-from torch.utils.data import SequentialSampler
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
 from data.labeled_units import record_context
@@ -37,6 +37,7 @@ from models.text_member import combine, member_probabilities
 from training.baselines import fit_tfidf_logreg
 from training.calibration import calibrate_temperature
 from training.linear_probe import head_features, warm_start_head
+from training.sampling import MajorityShareSampler, majority_share_weights
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,12 @@ def model_inputs(records: list[dict], tokenizer: Any, config: ClassifierConfig) 
 class _WeightedTrainer(Trainer):
     """Trainer with a class-weighted cross-entropy, for the imbalanced stages, and layer-wise learning rates."""
 
-    def __init__(self, *args: Any, class_weights: torch.Tensor | None, layer_decay: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, class_weights: torch.Tensor | None, layer_decay: float,
+                 train_sampler: MajorityShareSampler | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
         self.layer_decay = layer_decay
+        self.train_sampler = train_sampler
 
     def create_optimizer(self, model=None):  # noqa: ANN001, ANN201
         """The Trainer's own optimizer (its class, settings and weight-decay groups), with each group split by layer
@@ -98,6 +101,9 @@ class _WeightedTrainer(Trainer):
             optimizer.param_groups[:] = layerwise_groups(optimizer.param_groups, layers_below_head(self.model),
                                                          self.layer_decay)
         return optimizer
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
+        return self.train_sampler or super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset: Dataset) -> SequentialSampler:
         """The dev units in their given order, which `fit_classifier` sorts by length. With `group_by_length`, the
@@ -218,8 +224,11 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     # WiSE-FT's start point, copied only when it will be mixed in (the copy holds every weight, embeddings included)
     start = ({name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
              if config.train.wise_ft < 1 else None)
+    share = config.train.majority_share
+    sampler = (MajorityShareSampler(train_set["labels"], train_set["length"], share, config.train.batch_size,
+                                    config.train.group_by_length, config.train.seed) if share < 1 else None)
     # small training sets get more epochs, so that every run takes at least `min_steps` optimiser steps
-    steps_per_epoch = math.ceil(len(train_records) / config.train.batch_size)
+    steps_per_epoch = math.ceil((len(sampler) if sampler else len(train_records)) / config.train.batch_size)
     epochs = max(config.train.epochs, math.ceil(config.train.min_steps / steps_per_epoch))
     args = TrainingArguments(
         output_dir=str(work_dir),
@@ -242,6 +251,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     )
     keep_best = _KeepBest(model, config.train.patience)
     weights = class_weights(train_set["labels"], len(labels.names)) if config.train.class_weights else None
+    weights = majority_share_weights(weights, train_set["labels"], len(labels.names), share)
     trainer = _WeightedTrainer(
         model=model,
         args=args,
@@ -252,6 +262,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         callbacks=[keep_best] if dev_set is not None else [],
         class_weights=weights,
         layer_decay=config.train.layer_decay,
+        train_sampler=sampler,
     )
     trainer.train()
     keep_best.restore()
