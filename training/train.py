@@ -83,7 +83,8 @@ def model_inputs(records: list[dict], tokenizer: Any, config: ClassifierConfig) 
 
 
 class _WeightedTrainer(Trainer):
-    """Trainer with a class-weighted cross-entropy, for the imbalanced stages, and layer-wise learning rates."""
+    """Trainer with a class-weighted cross-entropy, for the imbalanced stages, layer-wise learning rates, and
+    optionally its own training sampler (``train.majority_share``)."""
 
     def __init__(self, *args: Any, class_weights: torch.Tensor | None, layer_decay: float,
                  train_sampler: MajorityShareSampler | None = None, **kwargs: Any) -> None:
@@ -103,7 +104,7 @@ class _WeightedTrainer(Trainer):
         return optimizer
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
-        return self.train_sampler or super()._get_train_sampler(train_dataset)
+        return self.train_sampler if self.train_sampler is not None else super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset: Dataset) -> SequentialSampler:
         """The dev units in their given order, which `fit_classifier` sorts by length. With `group_by_length`, the
@@ -228,7 +229,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     sampler = (MajorityShareSampler(train_set["labels"], train_set["length"], share, config.train.batch_size,
                                     config.train.group_by_length, config.train.seed) if share < 1 else None)
     # small training sets get more epochs, so that every run takes at least `min_steps` optimiser steps
-    steps_per_epoch = math.ceil((len(sampler) if sampler else len(train_records)) / config.train.batch_size)
+    steps_per_epoch = math.ceil((len(train_records) if sampler is None else len(sampler)) / config.train.batch_size)
     epochs = max(config.train.epochs, math.ceil(config.train.min_steps / steps_per_epoch))
     args = TrainingArguments(
         output_dir=str(work_dir),
