@@ -307,7 +307,7 @@ def test_layer_decay_gives_each_layer_a_lower_rate_than_the_one_above(tiny_base,
 def test_majority_share_draws_a_fresh_share_of_the_most_frequent_label_each_epoch(tiny_base, small_records, tmp_path):
     """train.majority_share=0.4 on the seed labels: every epoch holds each unit of the other labels once and 40 % of
     the majority label's, drawn anew, in length-grouped batches; the majority's loss weight rises by 1 / 0.4."""
-    from training.sampling import MajorityShareSampler, majority_share_weights
+    from training.sampling import MajorityShareSampler
     from training.train import _WeightedTrainer, class_weights, fit_classifier
 
     records = load_labeled(ROOT / "data/labeled/seeds.jsonl")
@@ -325,11 +325,12 @@ def test_majority_share_draws_a_fresh_share_of_the_most_frequent_label_each_epoc
     first, second = ({i for i in epoch if ids[i] == majority} for epoch in epochs)
     assert first != second
     weights = class_weights(ids, len(labels.names))
-    adjusted = majority_share_weights(weights, ids, len(labels.names), 0.4)
+    adjusted = sampler.loss_weights(weights, len(labels.names))
     assert adjusted[majority] == pytest.approx(weights[majority] / 0.4)
     others = [i for i in range(len(labels.names)) if i != majority]
     assert torch.equal(adjusted[others], weights[others])
-    assert majority_share_weights(weights, ids, len(labels.names), 1.0) is weights
+    assert torch.equal(MajorityShareSampler(ids, lengths, 1.0, 16, True, 13).loss_weights(weights, len(labels.names)),
+                       weights)
     # the Trainer batches from this sampler: an epoch is ceil(809 / 16) steps, not ceil(1166 / 16)
     from datasets import Dataset
     from transformers import TrainingArguments

@@ -27,6 +27,7 @@ class MajorityShareSampler(Sampler[int]):
         self.majority = int(np.bincount(labels).argmax())
         self.kept = np.flatnonzero(labels != self.majority)
         self.drawn = np.flatnonzero(labels == self.majority)
+        self.share = share
         self.n_drawn = round(share * len(self.drawn))
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
@@ -45,13 +46,9 @@ class MajorityShareSampler(Sampler[int]):
             order = torch.randperm(len(epoch), generator=self.generator).tolist()
         return iter(epoch[order].tolist())
 
-
-def majority_share_weights(weights: torch.Tensor | None, label_ids: list[int], num_labels: int,
-                           share: float) -> torch.Tensor | None:
-    """Class weights with the majority label's raised by 1 / share, so that its expected share of the loss stays
-    what it is when every unit is seen every epoch."""
-    if share >= 1:
-        return weights
-    adjusted = torch.ones(num_labels) if weights is None else weights.clone()
-    adjusted[int(np.bincount(np.asarray(label_ids)).argmax())] /= share
-    return adjusted
+    def loss_weights(self, weights: torch.Tensor | None, num_labels: int) -> torch.Tensor:
+        """Class weights with the majority label's raised by 1 / share, so that its expected share of the loss stays
+        what it is when every unit is seen every epoch."""
+        adjusted = torch.ones(num_labels) if weights is None else weights.clone()
+        adjusted[self.majority] /= self.share
+        return adjusted

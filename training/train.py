@@ -37,7 +37,7 @@ from models.text_member import combine, member_probabilities
 from training.baselines import fit_tfidf_logreg
 from training.calibration import calibrate_temperature
 from training.linear_probe import head_features, warm_start_head
-from training.sampling import MajorityShareSampler, majority_share_weights
+from training.sampling import MajorityShareSampler
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,8 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     )
     keep_best = _KeepBest(model, config.train.patience)
     weights = class_weights(train_set["labels"], len(labels.names)) if config.train.class_weights else None
-    weights = majority_share_weights(weights, train_set["labels"], len(labels.names), share)
+    if sampler is not None:
+        weights = sampler.loss_weights(weights, len(labels.names))
     trainer = _WeightedTrainer(
         model=model,
         args=args,
