@@ -129,7 +129,10 @@ def evaluate(
     results["command"] = " ".join(["chainstage", *sys.argv[1:]])
     output = Path(cfg.evaluate.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    units = results.pop("units")
     (output / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    (output / "predictions.jsonl").write_text("".join(json.dumps(u, ensure_ascii=False) + "\n" for u in units),
+                                             encoding="utf-8")
     table = results_markdown(results, labels)
     (output / "results.md").write_text(table, encoding="utf-8")
     print(table)

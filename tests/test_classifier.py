@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,13 @@ def test_grouped_and_cross_genre_evaluation_run_every_method_on_the_same_units(t
         assert "fine-tuned + tf-idf" in by_method and "keyword rules" in by_method
     assert set(results["cross_genre"]) == {"seeds → provincial", "provincial → seeds"}
     assert results["devset"]["units"] == 40
+    by_split = Counter(u["split"] for u in results["units"])  # every held-out unit once per split, for analysis
+    assert by_split == Counter({"fold 1": by_split["fold 1"], "fold 2": len(records) - by_split["fold 1"],
+                                "seeds → provincial": sum(r["genre"] == "provincial" for r in records),
+                                "provincial → seeds": sum(r["genre"] == "seeds" for r in records), "devset": 40})
+    unit = results["units"][0]
+    assert len(unit["probabilities"]) == 7 and "keyword rules" not in unit["probabilities"]
+    assert all(len(p) == 6 and abs(sum(p) - 1) < 1e-3 for p in unit["probabilities"].values())
     table = results_markdown(results, load_labels())
     assert "Cross-genre: train on `seeds`, test on `provincial`" in table and "genre `provincial`" in table
 

@@ -47,8 +47,12 @@ def onnx_scores(fitted: FittedClassifier, train: list[dict], test: list[dict], c
 
 def evaluate_methods(train: list[dict], test: list[dict], config: ClassifierConfig, labels: LabelSet,
                      vectors: dict[str, np.ndarray], progress: bool,
-                     onnx: bool = False) -> tuple[dict[str, np.ndarray], dict]:
-    """Fit every method on ``train`` and predict ``test``; returns predictions and calibration (and ONNX) figures."""
+                     onnx: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    """Fit every method on ``train`` and predict ``test``.
+
+    Returns each method's predicted label ids, the probabilities of every method that has them, and calibration
+    (and ONNX) figures.
+    """
     y_train = np.array([labels.label2id[r["label"]] for r in train])
     y_test = np.array([labels.label2id[r["label"]] for r in test])
     with tempfile.TemporaryDirectory() as work:
@@ -75,17 +79,18 @@ def evaluate_methods(train: list[dict], test: list[dict], config: ClassifierConf
         fitted.text_member, [r["text"] for r in test], k)
     ensemble = combine([tuned, text_member], fitted.ensemble_temperature)
     weight = config.ensemble.neighbour_weight
-    predictions = {
-        "fine-tuned": tuned.argmax(1),
-        "fine-tuned + tf-idf": ensemble.argmax(1),
-        "fine-tuned + tf-idf + neighbours": in_context(test, ensemble, weight).argmax(1),
-        "fine-tuned + tf-idf + frozen": combine([tuned, tfidf, frozen]).argmax(1),
-        "keyword rules": keyword_rules([r["text"] for r in test], labels),
-        "tf-idf + LR": tfidf.argmax(1),
-        "tf-idf + LR + neighbours": in_context(test, tfidf, weight).argmax(1),
-        "frozen e5 + LR": frozen.argmax(1),
+    probabilities = {
+        "fine-tuned": tuned,
+        "fine-tuned + tf-idf": ensemble,
+        "fine-tuned + tf-idf + neighbours": in_context(test, ensemble, weight),
+        "fine-tuned + tf-idf + frozen": combine([tuned, tfidf, frozen]),
+        "tf-idf + LR": tfidf,
+        "tf-idf + LR + neighbours": in_context(test, tfidf, weight),
+        "frozen e5 + LR": frozen,
     }
-    return predictions, calibration
+    predictions = {method: p.argmax(1) for method, p in probabilities.items()}
+    predictions["keyword rules"] = keyword_rules([r["text"] for r in test], labels)
+    return predictions, probabilities, calibration
 
 
 def in_context(records: list[dict], probs: np.ndarray, weight: float) -> np.ndarray:
@@ -166,6 +171,9 @@ def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelS
                    devset: list[dict] | None = None, onnx: bool = False) -> dict:
     """Grouped folds over reports, both cross-genre directions, then train-on-all → devset; every method alike.
 
+    ``results["units"]`` holds every held-out unit's probabilities by method (`unit_probabilities`), in the order
+    of the label set.
+
     With ``onnx`` each fold's model is also exported and scored on its held-out reports, which measures the
     export's macro-F1 cost without training the folds a second time.
     """
@@ -174,12 +182,15 @@ def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelS
     order: list[dict] = []
     pooled: dict[str, list[np.ndarray]] = {}
     calibration = []
+    units: list[dict] = []
     for number, held in enumerate(folds, start=1):
         log.info("fold %d/%d: held-out reports %s", number, len(folds), ", ".join(held))
         train = [r for r in records if r["report_id"] not in held]
         test = [r for r in records if r["report_id"] in held]
-        predictions, fold_calibration = evaluate_methods(train, test, config, labels, vectors, progress, onnx)
+        predictions, probabilities, fold_calibration = evaluate_methods(train, test, config, labels, vectors,
+                                                                        progress, onnx)
         calibration.append({"fold": number, "reports": held, **fold_calibration})
+        units += unit_probabilities(f"fold {number}", test, probabilities)
         order.extend(test)
         for method, predicted in predictions.items():
             pooled.setdefault(method, []).append(predicted)
@@ -197,13 +208,24 @@ def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelS
             log.info("cross-genre: train on %s, test on %s", source, target)
             train = [r for r in records if r["genre"] == source]
             test = [r for r in records if r["genre"] == target]
-            predictions, _ = evaluate_methods(train, test, config, labels, vectors, progress)
+            predictions, probabilities, _ = evaluate_methods(train, test, config, labels, vectors, progress)
             results["cross_genre"][f"{source} → {target}"] = _per_genre(test, predictions, labels)[target]
+            units += unit_probabilities(f"{source} → {target}", test, probabilities)
     if devset:
-        predictions, dev_calibration = evaluate_methods(records, devset, config, labels, vectors, progress)
+        predictions, probabilities, dev_calibration = evaluate_methods(records, devset, config, labels, vectors,
+                                                                       progress)
         results["devset"] = {"units": len(devset), "calibration": dev_calibration,
                              "methods": {m: v["pooled"] for m, v in _score(devset, predictions, labels).items()}}
+        units += unit_probabilities("devset", devset, probabilities)
+    results["units"] = units
     return results
+
+
+def unit_probabilities(split: str, records: list[dict], probabilities: dict[str, np.ndarray]) -> list[dict]:
+    """One row per held-out unit: its gold label and each method's probabilities, for error analysis offline."""
+    return [{"split": split, "unit_id": r["unit_id"], "report_id": r["report_id"], "genre": r.get("genre"),
+             "label": r["label"], "probabilities": {m: np.round(p[i], 5).tolist() for m, p in probabilities.items()}}
+            for i, r in enumerate(records)]
 
 
 def _genre_table(by_method: dict) -> list[str]:
