@@ -8,6 +8,8 @@ from pathlib import Path
 from data.configuration import CONFIG_DIR, config_path, load_config
 from data.errors import ConfigError
 
+ATTENTION_OPS = ("MultiHeadAttention", "Attention")
+
 
 def repository_path(name: str) -> Path:
     """A units file named in the config; a relative path is read from the repository root, not the working dir."""
@@ -26,6 +28,7 @@ class OnnxSection:
     opset: int
     optimize: bool
     fusions_off: list[str]
+    attention_op: str
     session_fusions_off: list[str]
     int8_per_channel: bool
     int8_reduce_range: bool
@@ -66,6 +69,9 @@ class ExportConfig:
         for key, value in (("onnx.threads", self.onnx.threads), ("parity.batch_size", self.parity.batch_size)):
             if value < 1:
                 raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
+        if self.onnx.attention_op not in ATTENTION_OPS:
+            raise ConfigError(f"config key 'onnx.attention_op' must be one of {', '.join(ATTENTION_OPS)}, "
+                              f"got {self.onnx.attention_op!r}")
         alpha = self.onnx.int8_smooth_alpha
         if alpha is not None and not 0 <= alpha <= 1:
             raise ConfigError(f"config key 'onnx.int8_smooth_alpha' must be in [0, 1] or null, got {alpha}")

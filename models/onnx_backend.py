@@ -199,13 +199,14 @@ def _torch_export(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: Pa
     return names
 
 
-def _optimize(raw: Path, out: Path, config: PretrainedConfig, fusions_off: list[str]) -> dict[str, int]:
+def _optimize(raw: Path, out: Path, config: PretrainedConfig, settings: OnnxSection) -> dict[str, int]:
     """Fuse the BERT graph, except the fusions named in ``fusions_off``; returns the fused-op counts."""
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
 
     options = FusionOptions("bert")
-    for name in fusions_off:
+    options.use_multi_head_attention = settings.attention_op == "MultiHeadAttention"
+    for name in settings.fusions_off:
         if not hasattr(options, f"enable_{name}"):
             raise ModelError(f"config key 'onnx.fusions_off': no fusion '{name}' in onnxruntime's FusionOptions")
         setattr(options, f"enable_{name}", False)
@@ -258,7 +259,7 @@ def export_onnx(folder: str | Path, config: ExportConfig, int8: bool = True, pro
     try:
         logger.info("exporting %s to ONNX (opset %d)", folder, config.onnx.opset)
         inputs = _torch_export(model, tokenizer, raw, config.onnx.opset)
-        fused = (_optimize(raw, folder / ONNX_FILES["fp32"], model.config, config.onnx.fusions_off)
+        fused = (_optimize(raw, folder / ONNX_FILES["fp32"], model.config, config.onnx)
                  if config.onnx.optimize else {})
         if not config.onnx.optimize:
             raw.rename(folder / ONNX_FILES["fp32"])
@@ -291,7 +292,8 @@ def export_onnx(folder: str | Path, config: ExportConfig, int8: bool = True, pro
         "export_seconds": round(export_seconds, 1),
         "smoothed_matmul_inputs": smoothed,
         "settings": {"opset": config.onnx.opset, "optimize": config.onnx.optimize,
-                     "fusions_off": config.onnx.fusions_off, "int8_per_channel": config.onnx.int8_per_channel,
+                     "fusions_off": config.onnx.fusions_off, "attention_op": config.onnx.attention_op,
+                     "int8_per_channel": config.onnx.int8_per_channel,
                      "int8_reduce_range": config.onnx.int8_reduce_range, "int8_exclude": config.onnx.int8_exclude,
                      "int8_smooth_alpha": config.onnx.int8_smooth_alpha,
                      "int8_calibration_units": config.onnx.int8_calibration_units},

@@ -125,11 +125,11 @@ def evaluate(
     cfg = load_classifier_config(config, overrides)
     labels = load_labels()
     devset = load_labeled(cfg.evaluate.devset) if cfg.evaluate.devset else None
-    results = cross_validate(load_labeled_files(cfg.data.labeled_files), cfg, labels, devset=devset, onnx=onnx)
+    results, units = cross_validate(load_labeled_files(cfg.data.labeled_files), cfg, labels, devset=devset,
+                                    onnx=onnx)
     results["command"] = " ".join(["chainstage", *sys.argv[1:]])
     output = Path(cfg.evaluate.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    units = results.pop("units")
     (output / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     (output / "predictions.jsonl").write_text("".join(json.dumps(u, ensure_ascii=False) + "\n" for u in units),
                                              encoding="utf-8")

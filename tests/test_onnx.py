@@ -71,6 +71,27 @@ def test_configured_fusions_stay_off(exported: Path) -> None:
                                                            "/model/classifier/Gemm_MatMul"]
 
 
+@pytest.mark.parametrize(("attention_op", "fused", "int8_attention"), [
+    ("MultiHeadAttention", "MultiHeadAttention", "MultiHeadAttention"), ("Attention", "Attention", "QAttention")])
+def test_attention_fusion_makes_the_configured_op(exported: Path, tmp_path: Path, attention_op: str, fused: str,
+                                                  int8_attention: str) -> None:
+    """With the attention fusion on, MultiHeadAttention keeps query, key and value as int8 MatMuls outside it, while
+    Attention packs them into one op that int8 turns into QAttention."""
+    import onnx
+
+    for path in exported.iterdir():  # export into a copy of links: the module's folder keeps its shipped export
+        if path.is_file() and not path.name.endswith((".onnx", PARITY_RECORD)):
+            (tmp_path / path.name).symlink_to(path)
+    config = load_export_config(overrides=["onnx.fusions_off=[skip_layer_norm,bias_skip_layer_norm,bias_gelu]",
+                                           f"onnx.attention_op={attention_op}"])
+    record = export_onnx(tmp_path, config, int8=True, progress=False)
+    assert record["fused_operators"][fused] == 2 and record["settings"]["attention_op"] == attention_op
+    nodes = onnx.load(str(tmp_path / ONNX_FILES["int8"])).graph.node
+    assert sum(node.op_type == int8_attention for node in nodes) == 2
+    fp32_matmuls = [node.name for node in nodes if node.op_type in ("MatMul", "Gemm")]
+    assert sorted(fp32_matmuls) == ["/model/bert/pooler/dense/Gemm_MatMul", "/model/classifier/Gemm_MatMul"]
+
+
 def test_smoothing_leaves_the_fp32_function_unchanged(exported: Path, tmp_path: Path) -> None:
     """SmoothQuant rescales activations and weights in opposite directions: fp32 outputs stay the same."""
     from models.onnx_backend import calibration_feeds

@@ -168,11 +168,11 @@ def _per_genre(records: list[dict], predictions: dict[str, np.ndarray], labels: 
 
 
 def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelSet, progress: bool = True,
-                   devset: list[dict] | None = None, onnx: bool = False) -> dict:
+                   devset: list[dict] | None = None, onnx: bool = False) -> tuple[dict, list[dict]]:
     """Grouped folds over reports, both cross-genre directions, then train-on-all → devset; every method alike.
 
-    ``results["units"]`` holds every held-out unit's probabilities by method (`unit_probabilities`), in the order
-    of the label set.
+    Returns the results (metrics only, for results.json) and, apart, one row per held-out unit per split with its
+    probabilities by method (`unit_probabilities`), in the order of the label set.
 
     With ``onnx`` each fold's model is also exported and scored on its held-out reports, which measures the
     export's macro-F1 cost without training the folds a second time.
@@ -217,8 +217,7 @@ def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelS
         results["devset"] = {"units": len(devset), "calibration": dev_calibration,
                              "methods": {m: v["pooled"] for m, v in _score(devset, predictions, labels).items()}}
         units += unit_probabilities("devset", devset, probabilities)
-    results["units"] = units
-    return results
+    return results, units
 
 
 def unit_probabilities(split: str, records: list[dict], probabilities: dict[str, np.ndarray]) -> list[dict]:
