@@ -1,0 +1,171 @@
+"""Would another character TF-IDF member serve better? Its variants on the folds of `chainstage evaluate`.
+
+Usage: .venv/bin/python benchmarks/text_member_variants.py [--predictions RUN/predictions.jsonl] [--variant NAME]
+
+Why: the served model is the geometric mean of the fine-tuned encoder and a character 1-3-gram TF-IDF + logistic
+regression (the text member, `training/baselines.py`). Each variant changes one thing in the member: a block of
+features from the unit's section headings or from its neighbours' text, longer n-grams, or the L2 strength. It is
+fit on the same grouped folds over reports, both cross-genre splits and the devset as `chainstage evaluate`,
+and scored alone and with document context (`ensemble.neighbour_weight`). The first row is the served member, so
+it reproduces evaluate's "tf-idf + LR" rows.
+
+With --predictions (the predictions.jsonl of an evaluate run of the default config), each variant is also
+fit, as training fits it, on the fold's training units less the dev split, and combined with that run's
+fine-tuned encoder probabilities, so a variant is judged by what it adds to the encoder. The ensemble temperature
+is left at 1 (the encoder's dev logits are not in the file): it changes no label before document context, and
+only slightly what document context mixes. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from data.labeled_units import load_labeled, load_labeled_files
+from data.labels import load_labels
+from models.classifier_config import load_classifier_config
+from models.text_member import combine, member_probabilities
+from training.crossval import in_context, report_folds
+from training.train import split_dev
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Feature blocks beside the unit's own text, each with its weight, and the member's settings."""
+    blocks: dict[str, float] = field(default_factory=dict)
+    ngram_max: int = 3
+    c: float = 10.0
+
+
+VARIANTS = {
+    "served member": Variant(),
+    "+ nearest heading, weight 0.5": Variant({"heading": 0.5}),
+    "+ nearest heading, weight 1": Variant({"heading": 1.0}),
+    "+ two nearest headings, weight 0.5": Variant({"headings": 0.5}),
+    "+ neighbours' text, weight 0.5": Variant({"neighbours": 0.5}),
+    "character 1-4-grams": Variant(ngram_max=4),
+    "C 3": Variant(c=3.0),
+    "C 30": Variant(c=30.0),
+}
+
+
+def headings(record: dict, depth: int) -> str:
+    """The ``depth`` innermost headings above the unit (a heading unit's own title is the last of its path)."""
+    path = record["section_path"][:-1] if record["kind"] == "heading" else record["section_path"]
+    return " ".join(path[-depth:])
+
+
+def with_neighbour_text(records: list[dict]) -> list[dict]:
+    """Each record with the text of the units just before and after it in the same labelled run."""
+    by_number = {tuple(r["unit_id"].rsplit("-", 1)): r["text"] for r in records}
+    out = []
+    for record in records:
+        report, number = record["unit_id"].rsplit("-", 1)
+        width = len(number)
+        beside = [by_number.get((report, str(int(number) + step).zfill(width)), "") for step in (-1, 1)]
+        out.append({**record, "neighbours": " ".join(beside)})
+    return out
+
+
+FIELDS: dict[str, Callable[[dict], str]] = {
+    "text": lambda r: r["text"],
+    "heading": lambda r: headings(r, 1),
+    "headings": lambda r: headings(r, 2),
+    "neighbours": lambda r: r["neighbours"],
+}
+
+
+def member(variant: Variant, seed: int) -> Pipeline:
+    """The variant as one scikit-learn pipeline over records; the served member is its first block alone."""
+    blocks = {"text": 1.0, **variant.blocks}
+    union = FeatureUnion(
+        [(name, make_pipeline(FunctionTransformer(lambda rs, get=FIELDS[name]: [get(r) for r in rs]),
+                              TfidfVectorizer(analyzer="char", ngram_range=(1, variant.ngram_max), sublinear_tf=True)))
+         for name in blocks],
+        transformer_weights=blocks)
+    regression = LogisticRegression(max_iter=2000, C=variant.c, class_weight="balanced", solver="newton-cg",
+                                    random_state=seed)
+    return make_pipeline(union, regression)
+
+
+def mean_report_f1(records: list[dict], probabilities: np.ndarray, label2id: dict[str, int]) -> float:
+    """Mean over reports of macro-F1, as evaluate scores held-out reports."""
+    y = np.array([label2id[r["label"]] for r in records])
+    reports = np.array([r["report_id"] for r in records])
+    predicted = probabilities.argmax(1)
+    return float(np.mean([f1_score(y[reports == x], predicted[reports == x], average="macro", zero_division=0)
+                          for x in sorted(set(reports))]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", help="predictions.jsonl of a `chainstage evaluate` run of the default")
+    parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="only these rows (repeatable)")
+    args = parser.parse_args()
+    config = load_classifier_config()
+    labels = load_labels()
+    k, seed, weight = len(labels.names), config.train.seed, config.ensemble.neighbour_weight
+    records = with_neighbour_text(load_labeled_files(config.data.labeled_files))
+    devset = with_neighbour_text(load_labeled(config.evaluate.devset))
+    encoder: dict[tuple[str, str], np.ndarray] = {}
+    if args.predictions:
+        with open(args.predictions, encoding="utf-8") as lines:
+            for line in map(json.loads, lines):
+                encoder[line["split"], line["unit_id"]] = np.array(line["probabilities"]["fine-tuned"])
+    splits = [(f"fold {n}", [r for r in records if r["report_id"] not in held],
+               [r for r in records if r["report_id"] in held])
+              for n, held in enumerate(report_folds(records, config.evaluate.folds), start=1)]
+    splits += [("provincial → seeds", [r for r in records if r["genre"] == "provincial"],
+                [r for r in records if r["genre"] == "seeds"]),
+               ("seeds → provincial", [r for r in records if r["genre"] == "seeds"],
+                [r for r in records if r["genre"] == "provincial"]), ("devset", records, devset)]
+    columns = ["provincial", "seeds", "provincial → seeds", "seeds → provincial", "devset"]
+    kinds = ["alone", "+ neighbours"] + (["+ encoder", "+ encoder + neighbours"] if encoder else [])
+    print(f"{len(records)} labelled units, {len(devset)} devset units; folds and splits of `chainstage evaluate`; "
+          "mean macro-F1 over held-out reports (devset: pooled macro-F1)"
+          + (f"; encoder probabilities from {args.predictions}" if encoder else "") + "\n")
+    print("| variant | scored | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---:|" * len(columns))
+    for name in args.variant or VARIANTS:
+        variant = VARIANTS[name]
+        held_out: dict[str, list[dict]] = {}
+        scored: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind in kinds}
+        for split, train, test in splits:
+            group = split.split()[0] if split.startswith("fold") else split
+            held_out.setdefault(group, []).extend(test)
+            y = np.array([labels.label2id[r["label"]] for r in train])
+            alone = member_probabilities(member(variant, seed).fit(train, y), test, k)
+            results = {"alone": alone, "+ neighbours": in_context(test, alone, weight)}
+            if encoder:
+                # as training fits the served member: on the training units less the dev split
+                fit_on, _ = split_dev(train, config.data.dev_fraction, seed)
+                served = member(variant, seed).fit(fit_on, np.array([labels.label2id[r["label"]] for r in fit_on]))
+                tuned = np.stack([encoder[split, r["unit_id"]] for r in test])
+                pair = combine([tuned, member_probabilities(served, test, k)])
+                results |= {"+ encoder": pair, "+ encoder + neighbours": in_context(test, pair, weight)}
+            for kind, probabilities in results.items():
+                scored[kind].setdefault(group, []).append(probabilities)
+        for kind in kinds:
+            fold_units = held_out["fold"]
+            fold_p = np.concatenate(scored[kind]["fold"])
+            cells = [mean_report_f1([r for r in fold_units if r["genre"] == genre],
+                                    fold_p[[r["genre"] == genre for r in fold_units]], labels.label2id)
+                     for genre in ("provincial", "seeds")]
+            cells += [mean_report_f1(held_out[split], scored[kind][split][0], labels.label2id)
+                      for split in ("provincial → seeds", "seeds → provincial")]
+            y_dev = [labels.label2id[r["label"]] for r in devset]
+            cells.append(f1_score(y_dev, scored[kind]["devset"][0].argmax(1), average="macro", zero_division=0))
+            print(f"| {name} | {kind} | " + " | ".join(f"{c:.3f}" for c in cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
