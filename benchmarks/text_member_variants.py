@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from data.labeled_units import load_labeled, load_labeled_files
-from data.labels import load_labels
+from data.labels import LabelSet, load_labels
 from models.classifier_config import load_classifier_config
 from models.text_member import combine, member_probabilities
-from training.crossval import in_context, report_folds
+from training.crossval import _per_genre, in_context, report_folds
+from training.metrics import classification_metrics
 from training.train import split_dev
 
 
@@ -97,13 +97,9 @@ def member(variant: Variant, seed: int) -> Pipeline:
     return make_pipeline(union, regression)
 
 
-def mean_report_f1(records: list[dict], probabilities: np.ndarray, label2id: dict[str, int]) -> float:
-    """Mean over reports of macro-F1, as evaluate scores held-out reports."""
-    y = np.array([label2id[r["label"]] for r in records])
-    reports = np.array([r["report_id"] for r in records])
-    predicted = probabilities.argmax(1)
-    return float(np.mean([f1_score(y[reports == x], predicted[reports == x], average="macro", zero_division=0)
-                          for x in sorted(set(reports))]))
+def mean_report_f1(records: list[dict], probabilities: np.ndarray, labels: LabelSet, genre: str) -> float:
+    """Mean macro-F1 over the genre's held-out reports, scored by evaluate's own code."""
+    return _per_genre(records, {"variant": probabilities.argmax(1)}, labels)[genre]["variant"]["macro_f1_mean"]
 
 
 def main() -> None:
@@ -135,13 +131,14 @@ def main() -> None:
           + (f"; encoder probabilities from {args.predictions}" if encoder else "") + "\n")
     print("| variant | scored | " + " | ".join(columns) + " |")
     print("|---|---|" + "---:|" * len(columns))
+    held_out: dict[str, list[dict]] = {}
+    for split, _, test in splits:
+        held_out.setdefault(split.split()[0] if split.startswith("fold") else split, []).extend(test)
+    y_dev = np.array([labels.label2id[r["label"]] for r in devset])
     for name in args.variant or VARIANTS:
         variant = VARIANTS[name]
-        held_out: dict[str, list[dict]] = {}
         scored: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind in kinds}
         for split, train, test in splits:
-            group = split.split()[0] if split.startswith("fold") else split
-            held_out.setdefault(group, []).extend(test)
             y = np.array([labels.label2id[r["label"]] for r in train])
             alone = member_probabilities(member(variant, seed).fit(train, y), test, k)
             results = {"alone": alone, "+ neighbours": in_context(test, alone, weight)}
@@ -152,20 +149,16 @@ def main() -> None:
                 tuned = np.stack([encoder[split, r["unit_id"]] for r in test])
                 pair = combine([tuned, member_probabilities(served, test, k)])
                 results |= {"+ encoder": pair, "+ encoder + neighbours": in_context(test, pair, weight)}
+            group = split.split()[0] if split.startswith("fold") else split
             for kind, probabilities in results.items():
                 scored[kind].setdefault(group, []).append(probabilities)
         for kind in kinds:
-            fold_units = held_out["fold"]
-            fold_p = np.concatenate(scored[kind]["fold"])
-            cells = [mean_report_f1([r for r in fold_units if r["genre"] == genre],
-                                    fold_p[[r["genre"] == genre for r in fold_units]], labels.label2id)
-                     for genre in ("provincial", "seeds")]
-            cells += [mean_report_f1(held_out[split], scored[kind][split][0], labels.label2id)
+            folds = np.concatenate(scored[kind]["fold"])
+            cells = [mean_report_f1(held_out["fold"], folds, labels, genre) for genre in ("provincial", "seeds")]
+            cells += [mean_report_f1(held_out[split], scored[kind][split][0], labels, split.split()[-1])
                       for split in ("provincial → seeds", "seeds → provincial")]
-            y_dev = [labels.label2id[r["label"]] for r in devset]
-            cells.append(f1_score(y_dev, scored[kind]["devset"][0].argmax(1), average="macro", zero_division=0))
+            cells.append(classification_metrics(y_dev, scored[kind]["devset"][0].argmax(1), labels.names)["macro_f1"])
             print(f"| {name} | {kind} | " + " | ".join(f"{c:.3f}" for c in cells) + " |", flush=True)
-
 
 if __name__ == "__main__":
     main()
