@@ -3,11 +3,12 @@
 Usage: .venv/bin/python benchmarks/text_member_variants.py [--predictions RUN/predictions.jsonl] [--variant NAME]
 
 Why: the served model is the geometric mean of the fine-tuned encoder and a character 1-3-gram TF-IDF + logistic
-regression (the text member, `training/baselines.py`). Each variant changes one thing in the member: a block of
-features from the unit's section headings or from its neighbours' text, longer n-grams, or the L2 strength. It is
-fit on the same grouped folds over reports, both cross-genre splits and the devset as `chainstage evaluate`,
-and scored alone and with document context (`ensemble.neighbour_weight`). The first row is the served member, so
-it reproduces evaluate's "tf-idf + LR" rows.
+regression over the unit's own text and, in a second block at weight 0.5, its neighbours' text (the text member,
+`training/baselines.py::fit_text_member`). Each variant changes the member: a block of features from the unit's
+section headings or from its neighbours' text at another weight, longer n-grams, or the L2 strength. It is fit on the
+same grouped folds over reports, both cross-genre splits and the devset as `chainstage evaluate`, and scored alone
+and with document context (`ensemble.neighbour_weight`). The first row is the unit's own text alone, so it
+reproduces evaluate's "tf-idf + LR" rows; the served member is the row marked "served".
 
 With --predictions (the predictions.jsonl of an evaluate run of the default config), each variant is also
 fit, as training fits it, on the fold's training units less the dev split, and combined with that run's
@@ -35,7 +36,7 @@ from models.classifier_config import load_classifier_config
 from models.text_member import combine, member_probabilities
 from training.crossval import _per_genre, in_context, report_folds
 from training.metrics import classification_metrics
-from training.train import split_dev
+from training.train import record_neighbours, split_dev
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,15 @@ class Variant:
 
 
 VARIANTS = {
-    "served member": Variant(),
+    "own text (tf-idf + LR)": Variant(),
     "+ nearest heading, weight 0.5": Variant({"heading": 0.5}),
     "+ nearest heading, weight 1": Variant({"heading": 1.0}),
     "+ two nearest headings, weight 0.5": Variant({"headings": 0.5}),
-    "+ neighbours' text, weight 0.5": Variant({"neighbours": 0.5}),
+    "+ neighbours' text, weight 0.3": Variant({"neighbours": 0.3}),
+    "+ neighbours' text, weight 0.5 (served)": Variant({"neighbours": 0.5}),
+    "+ neighbours' text, weight 1": Variant({"neighbours": 1.0}),
+    "+ neighbours' text, weight 0.5, 1-4-grams": Variant({"neighbours": 0.5}, ngram_max=4),
+    "+ neighbours' text, weight 0.5, C 3": Variant({"neighbours": 0.5}, c=3.0),
     "character 1-4-grams": Variant(ngram_max=4),
     "C 3": Variant(c=3.0),
     "C 30": Variant(c=30.0),
@@ -65,15 +70,8 @@ def headings(record: dict, depth: int) -> str:
 
 
 def with_neighbour_text(records: list[dict]) -> list[dict]:
-    """Each record with the text of the units just before and after it in the same labelled run."""
-    by_number = {tuple(r["unit_id"].rsplit("-", 1)): r["text"] for r in records}
-    out = []
-    for record in records:
-        report, number = record["unit_id"].rsplit("-", 1)
-        width = len(number)
-        beside = [by_number.get((report, str(int(number) + step).zfill(width)), "") for step in (-1, 1)]
-        out.append({**record, "neighbours": " ".join(beside)})
-    return out
+    """Each record with its neighbours' text, as training gives it to the served member."""
+    return [{**record, "neighbours": text} for record, text in zip(records, record_neighbours(records), strict=True)]
 
 
 FIELDS: dict[str, Callable[[dict], str]] = {
@@ -85,7 +83,7 @@ FIELDS: dict[str, Callable[[dict], str]] = {
 
 
 def member(variant: Variant, seed: int) -> Pipeline:
-    """The variant as one scikit-learn pipeline over records; the served member is its first block alone."""
+    """The variant as one scikit-learn pipeline over records; the first block is always the unit's own text."""
     blocks = {"text": 1.0, **variant.blocks}
     union = FeatureUnion(
         [(name, make_pipeline(FunctionTransformer(lambda rs, get=FIELDS[name]: [get(r) for r in rs]),

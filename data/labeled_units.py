@@ -68,3 +68,14 @@ def unit_context(unit: Unit) -> str:
 
 def record_context(record: dict[str, Any]) -> str:
     return heading_context(record["section_path"], record.get("kind") == "heading")
+
+
+def follows_previous(records: Sequence[dict[str, Any]]) -> list[bool]:
+    """Whether each labelled unit comes right after the record before it (same report, next unit number).
+
+    Labelled files hold runs of a report's units, not always all of them, so an unlabelled gap must not make two
+    passages neighbours.
+    """
+    ids = [record["unit_id"].rsplit("-", 1) for record in records]
+    return [i > 0 and ids[i - 1][0] == report and int(ids[i - 1][1]) + 1 == int(number)
+            for i, (report, number) in enumerate(ids)]

@@ -70,6 +70,7 @@ class PredictSection:
 @dataclass(frozen=True)
 class EnsembleSection:
     text_member: bool
+    member_neighbours: float
     neighbour_weight: float
 
 
@@ -101,6 +102,9 @@ class ClassifierConfig:
         if not 0 <= self.ensemble.neighbour_weight < 1:
             value = self.ensemble.neighbour_weight
             raise ConfigError(f"config key 'ensemble.neighbour_weight' must be in [0, 1), got {value}")
+        if self.ensemble.member_neighbours < 0:
+            value = self.ensemble.member_neighbours
+            raise ConfigError(f"config key 'ensemble.member_neighbours' must be >= 0, got {value}")
         if not 0 < self.train.majority_share <= 1:
             raise ConfigError(f"config key 'train.majority_share' must be in (0, 1], got {self.train.majority_share}")
         if not 0 < self.train.layer_decay <= 1:

@@ -21,7 +21,7 @@ from data.reading_config import ReadingConfig, load_reading_config
 from data.segment import Report
 from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
 from models.classifier_config import load_saved_config
-from models.document_context import smooth_within_sections
+from models.document_context import neighbour_texts, smooth_within_sections
 from models.export_config import load_export_config
 from models.folder_layout import default_model_dir, load_calibration, require_model_folder
 from models.onnx_backend import OnnxClassifier, choose_backend, onnx_forward_logits
@@ -52,6 +52,16 @@ class ClassifiedReport:
                 uncertain=bool(probs[ranked[0]] < self.min_confidence),
             ))
         return rows
+
+
+def report_neighbours(texts: list[str], kinds: list[str]) -> list[str]:
+    """Each unit's neighbours' text in a whole report; furniture (page numbers, web buttons) is skipped, as it is
+    absent from the labelled runs that the text member was trained on."""
+    kept = [i for i, kind in enumerate(kinds) if kind != "furniture"]
+    out = [""] * len(texts)
+    for i, text in zip(kept, neighbour_texts([texts[i] for i in kept], [True] * len(kept)), strict=True):
+        out[i] = text
+    return out
 
 
 class Predictor:
@@ -89,8 +99,9 @@ class Predictor:
         """Load a model folder (by default the one `make run` trains) on a backend: torch, onnx, or the fastest."""
         return cls(folder or default_model_dir(), backend=backend)
 
-    def predict(self, texts: list[str], contexts: list[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated probabilities and embeddings for units given as text plus nearest heading."""
+    def predict(self, texts: list[str], contexts: list[str], neighbours: list[str],
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities and embeddings for units given as text, nearest heading and neighbours' text."""
         if not texts:
             return np.zeros((0, len(self.label_names))), np.zeros((0, self.model.config.hidden_size))
         encoded = encode_inputs(self.tokenizer, texts, contexts if self.config.model.context == "heading" else None,
@@ -100,13 +111,14 @@ class Predictor:
                                  progress=progress)
         probs = softmax(logits, self.temperature)
         if self.text_member is not None:
-            member = member_probabilities(self.text_member, texts, len(self.label_names))
+            member = member_probabilities(self.text_member, texts, len(self.label_names), neighbours)
             probs = combine([probs, member], self.ensemble_temperature)
         return probs, embeddings
 
     def classify_report(self, report: Report, progress: bool = False) -> ClassifiedReport:
-        probs, embeddings = self.predict([u.text for u in report.units], [unit_context(u) for u in report.units],
-                                         progress)
+        units = report.units
+        probs, embeddings = self.predict([u.text for u in units], [unit_context(u) for u in units],
+                                         report_neighbours([u.text for u in units], [u.kind for u in units]), progress)
         return self.classified(report, probs, embeddings)
 
     def classified(self, report: Report, probs: np.ndarray, embeddings: np.ndarray) -> ClassifiedReport:
@@ -135,8 +147,14 @@ class Predictor:
         paths = [list(path) for path in batch["section_path"]]
         kinds = [str(kind) for kind in batch["kind"]]
         contexts = [heading_context(path, kind == "heading") for path, kind in zip(paths, kinds, strict=True)]
-        probs, embeddings = self.predict(texts, contexts)
         reports = np.asarray(batch["report_id"])
+        neighbours = [""] * len(texts)
+        for report in dict.fromkeys(reports.tolist()):
+            rows = np.flatnonzero(reports == report)
+            beside = report_neighbours([texts[i] for i in rows], [kinds[i] for i in rows])
+            for i, text in zip(rows, beside, strict=True):
+                neighbours[i] = text
+        probs, embeddings = self.predict(texts, contexts, neighbours)
         for report in dict.fromkeys(reports.tolist()):
             rows = np.flatnonzero(reports == report)
             probs[rows] = smooth_within_sections(probs[rows], [paths[i] for i in rows], [kinds[i] for i in rows],

@@ -1,8 +1,9 @@
 """The character TF-IDF + logistic-regression member that the served model combines with the encoder.
 
 On reports of a genre the encoder saw little of, character n-grams and the fine-tuned encoder make different
-mistakes, so their geometric mean beats either (docs/evaluation.md). The member is stored in the model folder with
-skops, which loads scikit-learn objects without unpickling arbitrary code.
+mistakes, so their geometric mean beats either (docs/evaluation.md). The member reads two texts per unit: its own,
+and its neighbours' (``models/document_context.py::neighbour_texts``), each through its own TF-IDF block. The member
+is stored in the model folder with skops, which loads scikit-learn objects without unpickling arbitrary code.
 """
 
 from __future__ import annotations
@@ -11,16 +12,32 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from sklearn.compose import ColumnTransformer
 
 from data.errors import ModelError
 from models.folder_layout import MEMBER_FILE
 
 
-def member_probabilities(member, texts: list[str], num_labels: int) -> np.ndarray:  # noqa: ANN001
-    """predict_proba over every label, with 0 for a label absent from the member's training data."""
+def member_inputs(texts: list[str], neighbours: list[str]) -> np.ndarray:
+    """The member's input: one row per unit, its own text in column 0 and its neighbours' text in column 1."""
+    out = np.empty((len(texts), 2), dtype=object)
+    out[:, 0], out[:, 1] = texts, neighbours
+    return out
+
+
+def member_probabilities(member, texts: list[str], num_labels: int,  # noqa: ANN001
+                         neighbours: list[str] | None = None) -> np.ndarray:
+    """predict_proba over every label, with 0 for a label absent from the member's training data.
+
+    A member over two columns (``member_inputs``) needs ``neighbours``; the TF-IDF baseline, and the member of a
+    folder trained before the neighbours' block, read the unit's text alone.
+    """
     out = np.zeros((len(texts), num_labels))
     if texts:
-        out[:, member.classes_] = member.predict_proba(texts)
+        two_columns = isinstance(member.steps[0][1], ColumnTransformer)
+        if two_columns and neighbours is None:
+            raise ValueError("this text member reads each unit's neighbours' text: pass neighbours")
+        out[:, member.classes_] = member.predict_proba(member_inputs(texts, neighbours) if two_columns else texts)
     return out
 
 

@@ -16,11 +16,12 @@ from data.errors import ConfigError, ModelError
 from data.labeled_units import load_labeled, load_labeled_files
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
+from models.document_context import neighbour_texts
 from models.predictor import Predictor
 from models.stage_profile import stage_profile
-from models.text_member import combine
+from models.text_member import combine, member_probabilities, save_member
 from serve.cli import app
-from training.baselines import embedding_logreg, keyword_rules, tfidf_logreg
+from training.baselines import embedding_logreg, fit_text_member, fit_tfidf_logreg, keyword_rules, tfidf_logreg
 from training.calibration import calibrate_temperature, nll
 from training.crossval import cross_validate, report_folds, results_markdown
 from training.model_folder import train_and_save
@@ -132,6 +133,26 @@ def test_baselines_run():
     assert (embedding_logreg(vectors, y, vectors, seed=0, num_labels=6).argmax(1) == y).all()
 
 
+def test_text_member_reads_a_units_neighbours_when_its_own_text_is_ambiguous():
+    """The same sentence after a laboratory passage and after a talent passage takes its neighbours' stage."""
+    labels = load_labels()
+    science, talent = labels.label2id["科学发现"], labels.label2id["人才支撑"]
+    ambiguous = "推动各项工作再上新台阶。"
+    texts = ["建设国家实验室和重大科技基础设施。", ambiguous, "加强基础研究和前沿探索。",
+             "引进院士和青年科技人才。", ambiguous, "完善人才评价和激励机制。"] * 3
+    neighbours = neighbour_texts(texts, [i % 6 not in (0, 3) for i in range(len(texts))])
+    y = np.array([science] * 3 + [talent] * 3 + [science] * 3 + [talent] * 3 + [science] * 3 + [talent] * 3)
+    member = fit_text_member(texts, neighbours, y, 0.5, seed=0)
+    probs = member_probabilities(member, [ambiguous] * 2, 6, [neighbours[0 + 1], neighbours[3 + 1]])
+    assert probs.argmax(1).tolist() == [science, talent]
+    with pytest.raises(ValueError, match="neighbours"):
+        member_probabilities(member, [ambiguous], 6)
+    # at weight 0 the member is the TF-IDF baseline over the unit's own text, whatever its neighbours say
+    alone = fit_text_member(texts, neighbours, y, 0.0, seed=0)
+    assert np.allclose(member_probabilities(alone, texts, 6, [""] * len(texts)),
+                       tfidf_logreg(texts, y, texts, seed=0, num_labels=6))
+
+
 def test_ensemble_is_the_renormalised_geometric_mean():
     sure = np.array([[0.9, 0.1], [0.5, 0.5]])
     unsure = np.array([[0.4, 0.6], [0.2, 0.8]])
@@ -236,6 +257,10 @@ def test_a_folder_saved_before_a_config_key_existed_still_loads(tiny_model, tmp_
     saved = yaml.safe_load((old / "training_config.yaml").read_text())
     del saved["train"]["linear_probe"], saved["train"]["min_steps"]
     (old / "training_config.yaml").write_text(yaml.safe_dump(saved, allow_unicode=True))
+    # and its text member read the unit's own text alone
+    seeds = load_labeled(ROOT / "data/labeled/seeds.jsonl")
+    y = np.array([load_labels().label2id[r["label"]] for r in seeds])
+    save_member(fit_tfidf_logreg([r["text"] for r in seeds], y, seed=0), old)
     predictor = Predictor.load(old)
     assert predictor.config.train.linear_probe is load_classifier_config().train.linear_probe
     assert len(predictor.classify(next((ROOT / "seeds").glob("000_*.txt"))).report.units) == 91

@@ -1,4 +1,5 @@
-"""Document context: neighbours in the same section pull a unit's probabilities; nothing crosses a section."""
+"""Document context: neighbours in the same section pull a unit's probabilities, and the text member reads its
+neighbours' text; nothing joins two labelled runs."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from data.labeled_units import follows_previous
 from data.load import load_report
-from models.document_context import smooth_within_sections
+from models.document_context import neighbour_texts, smooth_within_sections
+from models.predictor import report_neighbours
 from training.crossval import in_context
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +39,24 @@ def test_labelled_runs_are_smoothed_only_across_adjacent_unit_numbers():
     smoothed = in_context(records, probs, 0.5)
     assert np.allclose(smoothed[0], [0.5, 0.5]) and np.allclose(smoothed[1], [0.5, 0.5])
     assert np.array_equal(smoothed[2], probs[2])  # unit 5 is not next to unit 2: a gap of unlabelled units
+
+
+def test_neighbour_texts_stop_at_gaps_in_labelled_runs():
+    records = [{"unit_id": f"r-{n:04d}", "text": text} for n, text in ((1, "甲"), (2, "乙"), (5, "丙"))]
+    records.append({"unit_id": "s-0006", "text": "丁"})
+    follows = follows_previous(records)
+    assert follows == [False, True, False, False]  # a gap of unlabelled units, then another report
+    assert neighbour_texts([r["text"] for r in records], follows) == [" 乙", "甲 ", " ", " "]
+
+
+def test_report_neighbours_skip_furniture_in_a_seed_report(reading_config):
+    report = load_report(ROOT / "seeds/003_1e2a77e6e55b6189.txt", reading_config)
+    texts, kinds = [u.text for u in report.units], [u.kind for u in report.units]
+    beside = report_neighbours(texts, kinds)
+    assert kinds[-1] == "furniture" and beside[-1] == ""  # the report's closing web furniture has no neighbours
+    last = max(i for i, kind in enumerate(kinds) if kind != "furniture")
+    assert beside[0] == f" {texts[1]}" and beside[last] == f"{texts[last - 1]} "
+    middle = len(texts) // 2
+    assert beside[middle] == f"{texts[middle - 1]} {texts[middle + 1]}"
+    furniture = report_neighbours(["一", "- 3 -", "二"], ["body", "furniture", "body"])
+    assert furniture == [" 二", "", "一 "]

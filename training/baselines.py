@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from data.labels import LabelSet
-from models.text_member import member_probabilities
+from models.text_member import member_inputs, member_probabilities
 
 
 def keyword_rules(texts: list[str], labels: LabelSet) -> np.ndarray:
@@ -30,18 +31,36 @@ def keyword_rules(texts: list[str], labels: LabelSet) -> np.ndarray:
     return np.array(predictions)
 
 
-def fit_tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, seed: int) -> Pipeline:
-    """Character 1-3-gram TF-IDF with a class-balanced logistic regression (also the served text member).
+def _char_tfidf() -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
 
-    Newton-CG, not sklearn's default L-BFGS: on the 142k sparse n-gram features of all labelled units it reaches
+
+def _balanced_logreg(seed: int) -> LogisticRegression:
+    """Newton-CG, not sklearn's default L-BFGS: on the 142k sparse n-gram features of all labelled units it reaches
     the same optimum in 7 iterations and 1.7 s instead of 78 and 11.8 s, and lands nearer to it (largest probability
-    difference from a tol=1e-10 fit 0.006 against 0.042).
+    difference from a tol=1e-10 fit 0.006 against 0.042)."""
+    return LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced", solver="newton-cg", random_state=seed)
+
+
+def fit_tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, seed: int) -> Pipeline:
+    """Character 1-3-gram TF-IDF with a class-balanced logistic regression: the TF-IDF baseline."""
+    return make_pipeline(_char_tfidf(), _balanced_logreg(seed)).fit(train_texts, train_labels)
+
+
+def fit_text_member(train_texts: list[str], train_neighbours: list[str], train_labels: np.ndarray,
+                    neighbour_weight: float, seed: int) -> Pipeline:
+    """The served text member: the baseline's TF-IDF of the unit's own text, beside a second TF-IDF block of its
+    neighbours' text at ``neighbour_weight`` (0 leaves the block out), under one logistic regression.
+
+    A unit's neighbours name its topic when the unit alone does not ("推动……再上新台阶"); as features of a linear
+    model, not mixed probabilities, they let the member learn which neighbour n-grams matter
+    (benchmarks/results/text_member_variants.md).
     """
-    model = make_pipeline(
-        TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1),
-        LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced", solver="newton-cg", random_state=seed),
-    )
-    return model.fit(train_texts, train_labels)
+    weights = {"text": 1.0} | ({"neighbours": neighbour_weight} if neighbour_weight else {})
+    union = ColumnTransformer([(name, _char_tfidf(), column) for column, name in enumerate(weights)],
+                              transformer_weights=weights)
+    model = make_pipeline(union, _balanced_logreg(seed))
+    return model.fit(member_inputs(train_texts, train_neighbours), train_labels)
 
 
 def tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, test_texts: list[str], seed: int,

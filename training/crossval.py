@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
+from data.labeled_units import follows_previous
 from data.labels import LabelSet
 from models.base_encoder import ensure_base_encoder
 from models.classifier import forward_logits, softmax
@@ -22,7 +23,7 @@ from training.baselines import embedding_logreg, keyword_rules, tfidf_logreg
 from training.calibration import expected_calibration_error, nll
 from training.metrics import classification_metrics
 from training.model_folder import save_model_folder
-from training.train import FittedClassifier, fit_classifier, model_inputs
+from training.train import FittedClassifier, fit_classifier, model_inputs, record_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def evaluate_methods(train: list[dict], test: list[dict], config: ClassifierConf
                               np.stack([vectors[r["unit_id"]] for r in test]), config.train.seed, k)
     # with ensemble.text_member the served pair (member fit beside the encoder, calibrated as a whole) is scored
     text_member = tfidf if fitted.text_member is None else member_probabilities(
-        fitted.text_member, [r["text"] for r in test], k)
+        fitted.text_member, [r["text"] for r in test], k, record_neighbours(test))
     ensemble = combine([tuned, text_member], fitted.ensemble_temperature)
     weight = config.ensemble.neighbour_weight
     probabilities = {
@@ -101,10 +102,8 @@ def in_context(records: list[dict], probs: np.ndarray, weight: float) -> np.ndar
     """
     smoothed = probs.copy()
     runs: list[list[int]] = []
-    for i, record in enumerate(records):
-        report, number = record["unit_id"].rsplit("-", 1)
-        previous = records[runs[-1][-1]]["unit_id"].rsplit("-", 1) if runs else None
-        if previous and previous[0] == report and int(previous[1]) + 1 == int(number):
+    for i, follows in enumerate(follows_previous(records)):
+        if follows:
             runs[-1].append(i)
         else:
             runs.append([i])

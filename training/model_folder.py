@@ -145,8 +145,11 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
     else:
         dev = "no dev units were held out (data.dev_fraction = 0)."
     genres = sorted({r.get("genre", "labelled") for r in records})
+    beside = (f" and, at weight {config.ensemble.member_neighbours:g}, of its neighbours' text"
+              if config.ensemble.member_neighbours else "")
     ensemble = ("It is served as an ensemble: the fine-tuned encoder and a character TF-IDF + logistic-regression "
-                f"member (`{MEMBER_FILE}`, loaded with skops), combined as the geometric mean of their probabilities "
+                f"member over the unit's own text{beside} (`{MEMBER_FILE}`, loaded with skops), "
+                "combined as the geometric mean of their probabilities "
                 f"and calibrated as a whole (temperature {fitted.ensemble_temperature:.3f}). `Predictor` serves the "
                 "pair on every backend; `transformers.pipeline` loads the encoder alone."
                 if fitted.text_member is not None else "The encoder is served alone.")

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Sampler, SequentialSampler
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-from data.labeled_units import record_context
+from data.labeled_units import follows_previous, record_context
 from data.labels import LabelSet
 from models.base_encoder import ensure_base_encoder
 from models.classifier import (
@@ -33,8 +33,9 @@ from models.classifier import (
     softmax,
 )
 from models.classifier_config import ClassifierConfig
+from models.document_context import neighbour_texts
 from models.text_member import combine, member_probabilities
-from training.baselines import fit_tfidf_logreg
+from training.baselines import fit_text_member
 from training.calibration import calibrate_temperature
 from training.linear_probe import head_features, warm_start_head
 from training.sampling import MajorityShareSampler
@@ -74,6 +75,11 @@ def split_dev(records: list[dict], fraction: float, seed: int) -> tuple[list[dic
     except ValueError:  # a class too rare to stratify: fall back to a plain random split
         train, dev = train_test_split(records, test_size=fraction, random_state=seed)
     return list(train), list(dev)
+
+
+def record_neighbours(records: list[dict]) -> list[str]:
+    """Each labelled unit's neighbours' text (the text member's second input), within runs of adjacent units."""
+    return neighbour_texts([r["text"] for r in records], follows_previous(records))
 
 
 def model_inputs(records: list[dict], tokenizer: Any, config: ClassifierConfig) -> dict[str, list[list[int]]]:
@@ -278,11 +284,15 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         temperature = calibrate_temperature(dev_logits, dev_labels, config.calibration.max_iter)
     member, ensemble_temperature = None, 1.0
     if config.ensemble.text_member:
-        # fit on the same training units as the encoder, so that the dev units calibrate the ensemble as a whole
-        member = fit_tfidf_logreg([r["text"] for r in train_records], np.array(train_set["labels"]), config.train.seed)
+        # fit on the same training units as the encoder, so that the dev units calibrate the ensemble as a whole;
+        # neighbours are read before the dev split, which scatters a run's units over both parts
+        neighbours = dict(zip((r["unit_id"] for r in records), record_neighbours(records), strict=True))
+        member = fit_text_member([r["text"] for r in train_records], [neighbours[r["unit_id"]] for r in train_records],
+                                 np.array(train_set["labels"]), config.ensemble.member_neighbours, config.train.seed)
         if dev_records:
             combined = combine([softmax(dev_logits, temperature),
-                                member_probabilities(member, [r["text"] for r in dev_records], len(labels.names))])
+                                member_probabilities(member, [r["text"] for r in dev_records], len(labels.names),
+                                                     [neighbours[r["unit_id"]] for r in dev_records])])
             ensemble_temperature = calibrate_temperature(np.log(combined), dev_labels, config.calibration.max_iter)
     return FittedClassifier(model, tokenizer, temperature, dev_logits, dev_labels, len(train_records),
                             len(dev_records), float(trainer.state.epoch or 0), member, ensemble_temperature)
