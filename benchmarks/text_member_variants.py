@@ -3,12 +3,12 @@
 Usage: .venv/bin/python benchmarks/text_member_variants.py [--predictions RUN/predictions.jsonl] [--variant NAME]
 
 Why: the served model is the geometric mean of the fine-tuned encoder and a character 1-3-gram TF-IDF + logistic
-regression over the unit's own text and, in a second block at weight 0.5, its neighbours' text (the text member,
-`training/baselines.py::fit_text_member`). Each variant changes the member: a block of features from the unit's
-section headings or from its neighbours' text at another weight, longer n-grams, or the L2 strength. It is fit on the
-same grouped folds over reports, both cross-genre splits and the devset as `chainstage evaluate`, and scored alone
-and with document context (`ensemble.neighbour_weight`). The first row is the unit's own text alone, so it
-reproduces evaluate's "tf-idf + LR" rows; the served member is the row marked "served".
+regression over the unit's own text (the text member, `training/baselines.py::fit_text_member`; the option
+`ensemble.member_neighbours` adds a block of its neighbours' text). Each variant changes the member: a block of
+features from the unit's section headings or from its neighbours' text, longer n-grams, or the L2 strength. It is
+fit on the same grouped folds over reports, both cross-genre splits and the devset as `chainstage evaluate`, and
+scored alone and with document context (`ensemble.neighbour_weight`). The first row is the unit's own text alone, so it
+reproduces evaluate's "tf-idf + LR" rows and is the served member.
 
 With --predictions (the predictions.jsonl of an evaluate run of the default config), each variant is also
 fit, as training fits it, on the fold's training units less the dev split, and combined with that run's
@@ -53,7 +53,7 @@ VARIANTS = {
     "+ nearest heading, weight 1": Variant({"heading": 1.0}),
     "+ two nearest headings, weight 0.5": Variant({"headings": 0.5}),
     "+ neighbours' text, weight 0.3": Variant({"neighbours": 0.3}),
-    "+ neighbours' text, weight 0.5 (served)": Variant({"neighbours": 0.5}),
+    "+ neighbours' text, weight 0.5": Variant({"neighbours": 0.5}),
     "+ neighbours' text, weight 1": Variant({"neighbours": 1.0}),
     "+ neighbours' text, weight 0.5, 1-4-grams": Variant({"neighbours": 0.5}, ngram_max=4),
     "+ neighbours' text, weight 0.5, C 3": Variant({"neighbours": 0.5}, c=3.0),

@@ -1,9 +1,10 @@
 """The character TF-IDF + logistic-regression member that the served model combines with the encoder.
 
 On reports of a genre the encoder saw little of, character n-grams and the fine-tuned encoder make different
-mistakes, so their geometric mean beats either (docs/evaluation.md). The member reads two texts per unit: its own,
-and its neighbours' (``models/document_context.py::neighbour_texts``), each through its own TF-IDF block. The member
-is stored in the model folder with skops, which loads scikit-learn objects without unpickling arbitrary code.
+mistakes, so their geometric mean beats either (docs/evaluation.md). Its input has two columns per unit, its own
+text and its neighbours' (``models/document_context.py::neighbour_texts``); the neighbours' column is read only with
+``ensemble.member_neighbours``. The member is stored in the model folder with skops, which loads scikit-learn objects
+without unpickling arbitrary code.
 """
 
 from __future__ import annotations

@@ -92,10 +92,14 @@ def test_predictor_call_maps_a_plain_batch_with_document_context(tiny_model):
     assert np.allclose(out["probability"], report.probs.max(axis=1), atol=1e-5)
 
 
-def test_mean_head_with_heading_context_trains_and_loads(tiny_base, small_records, tmp_path):
-    config = tiny_config(tiny_base, "model.head=mean", "model.context=heading", "train.epochs=1", "train.min_steps=0")
+def test_mean_head_heading_context_and_neighbours_member_train_and_load(tiny_base, small_records, tmp_path):
+    config = tiny_config(tiny_base, "model.head=mean", "model.context=heading", "train.epochs=1", "train.min_steps=0",
+                         "ensemble.member_neighbours=0.5")
     folder = train_and_save(config, load_labels(), small_records[:120], tmp_path / "mean", progress=False)
-    classified = Predictor.load(folder).classify(ROOT / "seeds/001_2040a8d96ddfc16d.txt")
+    predictor = Predictor.load(folder)
+    # the text member was trained with its block of neighbours' text, and Predictor feeds it one
+    assert [name for name, *_ in predictor.text_member.steps[0][1].transformers] == ["text", "neighbours"]
+    classified = predictor.classify(ROOT / "seeds/001_2040a8d96ddfc16d.txt")
     assert len(classified.rows()) == 91
 
 

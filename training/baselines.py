@@ -53,8 +53,8 @@ def fit_text_member(train_texts: list[str], train_neighbours: list[str], train_l
     neighbours' text at ``neighbour_weight`` (0 leaves the block out), under one logistic regression.
 
     A unit's neighbours name its topic when the unit alone does not ("推动……再上新台阶"); as features of a linear
-    model, not mixed probabilities, they let the member learn which neighbour n-grams matter
-    (benchmarks/results/text_member_variants.md).
+    model, not mixed probabilities, they let the member learn which neighbour n-grams matter. Measured level with 0
+    once document context is applied (docs/classifier.md), so 0 is the default.
     """
     weights = {"text": 1.0} | ({"neighbours": neighbour_weight} if neighbour_weight else {})
     union = ColumnTransformer([(name, _char_tfidf(), column) for column, name in enumerate(weights)],
