@@ -45,3 +45,13 @@ def neighbour_texts(texts: Sequence[str], follows: Sequence[bool]) -> list[str]:
     before = [texts[i - 1] if i and follows[i] else "" for i in range(len(texts))]
     after = [texts[i + 1] if i + 1 < len(texts) and follows[i + 1] else "" for i in range(len(texts))]
     return [f"{b} {a}" for b, a in zip(before, after, strict=True)]
+
+
+def report_neighbours(texts: list[str], kinds: list[str]) -> list[str]:
+    """Each unit's neighbours' text in a whole report; furniture (page numbers, web buttons) is skipped, as it is
+    absent from the labelled runs that the text member was trained on."""
+    kept = [i for i, kind in enumerate(kinds) if kind != "furniture"]
+    out = [""] * len(texts)
+    for i, text in zip(kept, neighbour_texts([texts[i] for i in kept], [True] * len(kept)), strict=True):
+        out[i] = text
+    return out

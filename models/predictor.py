@@ -21,7 +21,7 @@ from data.reading_config import ReadingConfig, load_reading_config
 from data.segment import Report
 from models.classifier import encode_inputs, forward_logits, load_classifier, load_tokenizer, softmax
 from models.classifier_config import load_saved_config
-from models.document_context import neighbour_texts, smooth_within_sections
+from models.document_context import report_neighbours, smooth_within_sections
 from models.export_config import load_export_config
 from models.folder_layout import default_model_dir, load_calibration, require_model_folder
 from models.onnx_backend import OnnxClassifier, choose_backend, onnx_forward_logits
@@ -52,16 +52,6 @@ class ClassifiedReport:
                 uncertain=bool(probs[ranked[0]] < self.min_confidence),
             ))
         return rows
-
-
-def report_neighbours(texts: list[str], kinds: list[str]) -> list[str]:
-    """Each unit's neighbours' text in a whole report; furniture (page numbers, web buttons) is skipped, as it is
-    absent from the labelled runs that the text member was trained on."""
-    kept = [i for i, kind in enumerate(kinds) if kind != "furniture"]
-    out = [""] * len(texts)
-    for i, text in zip(kept, neighbour_texts([texts[i] for i in kept], [True] * len(kept)), strict=True):
-        out[i] = text
-    return out
 
 
 class Predictor:
@@ -148,15 +138,14 @@ class Predictor:
         kinds = [str(kind) for kind in batch["kind"]]
         contexts = [heading_context(path, kind == "heading") for path, kind in zip(paths, kinds, strict=True)]
         reports = np.asarray(batch["report_id"])
+        groups = [np.flatnonzero(reports == report) for report in dict.fromkeys(reports.tolist())]
         neighbours = [""] * len(texts)
-        for report in dict.fromkeys(reports.tolist()):
-            rows = np.flatnonzero(reports == report)
+        for rows in groups:
             beside = report_neighbours([texts[i] for i in rows], [kinds[i] for i in rows])
             for i, text in zip(rows, beside, strict=True):
                 neighbours[i] = text
         probs, embeddings = self.predict(texts, contexts, neighbours)
-        for report in dict.fromkeys(reports.tolist()):
-            rows = np.flatnonzero(reports == report)
+        for rows in groups:
             probs[rows] = smooth_within_sections(probs[rows], [paths[i] for i in rows], [kinds[i] for i in rows],
                                                  self.config.ensemble.neighbour_weight)
         top = probs.argmax(axis=1)

@@ -9,8 +9,7 @@ import numpy as np
 
 from data.labeled_units import follows_previous
 from data.load import load_report
-from models.document_context import neighbour_texts, smooth_within_sections
-from models.predictor import report_neighbours
+from models.document_context import neighbour_texts, report_neighbours, smooth_within_sections
 from training.crossval import in_context
 
 ROOT = Path(__file__).resolve().parent.parent
