@@ -49,6 +49,7 @@ class TrainSection:
     linear_probe: bool
     probe_cs: list[float]
     wise_ft: float
+    average_from: float
     layer_decay: float
     majority_share: float
     threads: int
@@ -70,6 +71,7 @@ class PredictSection:
 @dataclass(frozen=True)
 class EnsembleSection:
     text_member: bool
+    member_refit: bool
     member_neighbours: float
     neighbour_weight: float
 
@@ -109,6 +111,8 @@ class ClassifierConfig:
             raise ConfigError(f"config key 'train.majority_share' must be in (0, 1], got {self.train.majority_share}")
         if not 0 < self.train.layer_decay <= 1:
             raise ConfigError(f"config key 'train.layer_decay' must be in (0, 1], got {self.train.layer_decay}")
+        if not 0 <= self.train.average_from <= 1:
+            raise ConfigError(f"config key 'train.average_from' must be in [0, 1], got {self.train.average_from}")
         if not 0 <= self.train.wise_ft <= 1:
             raise ConfigError(f"config key 'train.wise_ft' must be in [0, 1], got {self.train.wise_ft}")
         for key, value in (("model.max_length", self.model.max_length), ("train.epochs", self.train.epochs),
