@@ -291,6 +291,53 @@ def test_wise_ft_mixes_the_fine_tuned_weights_with_their_start(tiny_base, small_
         tiny_config(tiny_base, "train.wise_ft=1.5")
 
 
+def test_weight_averaging_keeps_the_mean_of_the_trainable_weights_from_its_start():
+    """train.average_from: the mean of the weights after each step from that share of training on, frozen weights
+    untouched; nothing is loaded when training ended before averaging began."""
+    from types import SimpleNamespace
+
+    from training.train import _AverageWeights
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].requires_grad_(False)
+    frozen = model[0].weight.detach().clone()
+    averaging = _AverageWeights(model, 0.5)
+    for step in range(1, 5):
+        with torch.no_grad():
+            model[1].weight.fill_(float(step))
+        averaging.on_step_end(None, SimpleNamespace(global_step=step, max_steps=4), None)
+    assert averaging.restore()
+    assert torch.equal(model[1].weight, torch.full((2, 2), (2 + 3 + 4) / 3))  # steps 2-4: from half of 4 steps on
+    assert torch.equal(model[0].weight, frozen)
+    assert not _AverageWeights(model, 0.5).restore()
+
+
+def test_fit_averages_weights_and_refits_the_member_on_every_unit(tiny_base, small_records, tmp_path):
+    """The averaged run serves other weights than the best epoch's; with ensemble.member_refit the member is the
+    TF-IDF + LR of every training unit, dev units included, and without it of the units less the dev split."""
+    from training.train import fit_classifier, record_neighbours, split_dev
+
+    labels = load_labels()
+    fitted = {(share, refit): fit_classifier(small_records, tiny_config(tiny_base, f"train.average_from={share}",
+                                                                      f"ensemble.member_refit={refit}"),
+                                             labels, tmp_path / f"{share}-{refit}", progress=False)
+              for share, refit in ((1.0, False), (0.5, True))}
+    layer = "bert.encoder.layer.1.output.dense.weight"
+    assert not torch.allclose(fitted[1.0, False].model.state_dict()[layer], fitted[0.5, True].model.state_dict()[layer])
+    texts = [r["text"] for r in small_records]
+    train, _ = split_dev(small_records, load_classifier_config().data.dev_fraction, load_classifier_config().train.seed)
+    for (_, refit), part in zip(((1.0, False), (0.5, True)), (train, small_records), strict=True):
+        neighbours = dict(zip((r["unit_id"] for r in small_records), record_neighbours(small_records), strict=True))
+        expected = fit_text_member([r["text"] for r in part], [neighbours[r["unit_id"]] for r in part],
+                                   np.array([labels.label2id[r["label"]] for r in part]), 0.0,
+                                   load_classifier_config().train.seed)
+        member = fitted[1.0 if not refit else 0.5, refit].text_member
+        assert np.allclose(member_probabilities(member, texts, 6, record_neighbours(small_records)),
+                           member_probabilities(expected, texts, 6, record_neighbours(small_records)))
+    with pytest.raises(ConfigError, match="train.average_from"):
+        tiny_config(tiny_base, "train.average_from=1.5")
+
+
 def test_frozen_layers_stay_pretrained_and_the_layers_above_train(tiny_base, small_records, tmp_path):
     """model.frozen_layers=1 keeps the embeddings block and layer 0 of the tiny encoder as pretrained; layer 1 and
     the head still learn."""

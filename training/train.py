@@ -177,10 +177,12 @@ class _AverageWeights(TrainerCallback):
 
     def restore(self) -> bool:
         """Load the mean into the model; false (and nothing loaded) when training stopped before averaging began."""
+        if not self.mean:
+            return False
         with torch.no_grad():
             for mean, parameter in zip(self.mean, self.parameters, strict=True):
                 parameter.copy_(mean)
-        return bool(self.mean)
+        return True
 
 
 def _macro_f1(eval_pred) -> dict[str, float]:  # noqa: ANN001
