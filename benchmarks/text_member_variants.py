@@ -1,6 +1,7 @@
 """Would another character TF-IDF member serve better? Its variants on the folds of `chainstage evaluate`.
 
 Usage: .venv/bin/python benchmarks/text_member_variants.py [--predictions RUN/predictions.jsonl] [--variant NAME]
+       [--set KEY=VALUE ...]
 
 Why: the served model is the geometric mean of the fine-tuned encoder and a character 1-3-gram TF-IDF + logistic
 regression over the unit's own text (the text member, `training/baselines.py::fit_text_member`; the option
@@ -11,7 +12,8 @@ scored alone and with document context (`ensemble.neighbour_weight`). The first 
 reproduces evaluate's "tf-idf + LR" rows and is the served member.
 
 With --predictions (the predictions.jsonl of an evaluate run of the default config), each variant is also
-fit, as training fits it, on the fold's training units less the dev split, and combined with that run's
+fit as training fits it (on every training unit of the fold with `ensemble.member_refit`, else on those less the
+dev split; `--set` overrides config keys as `chainstage` does), and combined with that run's
 fine-tuned encoder probabilities, so a variant is judged by what it adds to the encoder. The ensemble temperature
 is left at 1 (the encoder's dev logits are not in the file): it changes no label before document context, and
 only slightly what document context mixes. Prints figures; asserts nothing.
@@ -104,8 +106,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", help="predictions.jsonl of a `chainstage evaluate` run of the default")
     parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="only these rows (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     args = parser.parse_args()
-    config = load_classifier_config()
+    config = load_classifier_config(overrides=args.set)
     labels = load_labels()
     k, seed, weight = len(labels.names), config.train.seed, config.ensemble.neighbour_weight
     records = with_neighbour_text(load_labeled_files(config.data.labeled_files))
@@ -126,7 +129,8 @@ def main() -> None:
     kinds = ["alone", "+ neighbours"] + (["+ encoder", "+ encoder + neighbours"] if encoder else [])
     print(f"{len(records)} labelled units, {len(devset)} devset units; folds and splits of `chainstage evaluate`; "
           "mean macro-F1 over held-out reports (devset: pooled macro-F1)"
-          + (f"; encoder probabilities from {args.predictions}" if encoder else "") + "\n")
+          + (f"; encoder probabilities from {args.predictions}" if encoder else "")
+          + (f"; --set {' '.join(args.set)}" if args.set else "") + "\n")
     print("| variant | scored | " + " | ".join(columns) + " |")
     print("|---|---|" + "---:|" * len(columns))
     held_out: dict[str, list[dict]] = {}
@@ -141,8 +145,8 @@ def main() -> None:
             alone = member_probabilities(member(variant, seed).fit(train, y), test, k)
             results = {"alone": alone, "+ neighbours": in_context(test, alone, weight)}
             if encoder:
-                # as training fits the served member: on the training units less the dev split
-                fit_on, _ = split_dev(train, config.data.dev_fraction, seed)
+                # as training fits the served member: on every training unit once it is refit, else less the dev split
+                fit_on = train if config.ensemble.member_refit else split_dev(train, config.data.dev_fraction, seed)[0]
                 served = member(variant, seed).fit(fit_on, np.array([labels.label2id[r["label"]] for r in fit_on]))
                 tuned = np.stack([encoder[split, r["unit_id"]] for r in test])
                 pair = combine([tuned, member_probabilities(served, test, k)])
