@@ -6,10 +6,10 @@ Usage: .venv/bin/python benchmarks/text_member_variants.py [--predictions RUN/pr
 Why: the served model is the geometric mean of the fine-tuned encoder and a character 1-3-gram TF-IDF + logistic
 regression over the unit's own text (the text member, `training/baselines.py::fit_text_member`; the option
 `ensemble.member_neighbours` adds a block of its neighbours' text). Each variant changes the member: a block of
-features from the unit's section headings or from its neighbours' text, longer n-grams, or the L2 strength. It is
-fit on the same grouped folds over reports, both cross-genre splits and the devset as `chainstage evaluate`, and
-scored alone and with document context (`ensemble.neighbour_weight`). The first row is the unit's own text alone, so it
-reproduces evaluate's "tf-idf + LR" rows and is the served member.
+features from the unit's section headings, its neighbours' text or its jieba words, longer n-grams, or the L2
+strength. It is fit on the same grouped folds over reports, both cross-genre splits and the devset as `chainstage
+evaluate`, and scored alone and with document context (`ensemble.neighbour_weight`). The first row is the unit's own
+text alone, so it reproduces evaluate's "tf-idf + LR" rows and is the served member.
 
 With --predictions (the predictions.jsonl of an evaluate run of the default config), each variant is also
 fit as training fits it (on every training unit of the fold with `ensemble.member_refit`, else on those less the
@@ -26,6 +26,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import jieba
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -59,6 +60,8 @@ VARIANTS = {
     "+ neighbours' text, weight 1": Variant({"neighbours": 1.0}),
     "+ neighbours' text, weight 0.5, 1-4-grams": Variant({"neighbours": 0.5}, ngram_max=4),
     "+ neighbours' text, weight 0.5, C 3": Variant({"neighbours": 0.5}, c=3.0),
+    "+ jieba words 1-2-grams, weight 0.5": Variant({"words": 0.5}),
+    "+ jieba words 1-2-grams, weight 1": Variant({"words": 1.0}),
     "character 1-4-grams": Variant(ngram_max=4),
     "C 3": Variant(c=3.0),
     "C 30": Variant(c=30.0),
@@ -81,15 +84,21 @@ FIELDS: dict[str, Callable[[dict], str]] = {
     "heading": lambda r: headings(r, 1),
     "headings": lambda r: headings(r, 2),
     "neighbours": lambda r: r["neighbours"],
+    "words": lambda r: " ".join(jieba.lcut(r["text"])),
 }
 
 
 def member(variant: Variant, seed: int) -> Pipeline:
+    def vectorizer(name: str) -> TfidfVectorizer:
+        # jieba's words, already split by spaces, as 1-2-grams; every other block reads character n-grams
+        if name == "words":
+            return TfidfVectorizer(analyzer="word", token_pattern=r"\S+", ngram_range=(1, 2), sublinear_tf=True)
+        return TfidfVectorizer(analyzer="char", ngram_range=(1, variant.ngram_max), sublinear_tf=True)
+
     """The variant as one scikit-learn pipeline over records; the first block is always the unit's own text."""
     blocks = {"text": 1.0, **variant.blocks}
     union = FeatureUnion(
-        [(name, make_pipeline(FunctionTransformer(lambda rs, get=FIELDS[name]: [get(r) for r in rs]),
-                              TfidfVectorizer(analyzer="char", ngram_range=(1, variant.ngram_max), sublinear_tf=True)))
+        [(name, make_pipeline(FunctionTransformer(lambda rs, get=FIELDS[name]: [get(r) for r in rs]), vectorizer(name)))
          for name in blocks],
         transformer_weights=blocks)
     regression = LogisticRegression(max_iter=2000, C=variant.c, class_weight="balanced", solver="newton-cg",

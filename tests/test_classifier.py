@@ -334,6 +334,15 @@ def test_fit_averages_weights_and_refits_the_member_on_every_unit(tiny_base, sma
         member = fitted[1.0 if not refit else 0.5, refit].text_member
         assert np.allclose(member_probabilities(member, texts, 6, record_neighbours(small_records)),
                            member_probabilities(expected, texts, 6, record_neighbours(small_records)))
+    # and the model card says which weights and which member it serves
+    from training.model_folder import render_model_card
+
+    cards = {key: render_model_card(fitted[key], tiny_config(tiny_base, f"train.average_from={key[0]}",
+                                                             f"ensemble.member_refit={key[1]}"),
+                                    labels, small_records, {}, {}, "tiny")
+             for key in fitted}
+    assert "from 0.5 of training on" in cards[0.5, True] and "refit on every unit" in cards[0.5, True]
+    assert "the best epoch's" in cards[1.0, False] and "refit" not in cards[1.0, False]
     with pytest.raises(ConfigError, match="train.average_from"):
         tiny_config(tiny_base, "train.average_from=1.5")
 

@@ -147,16 +147,23 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
     genres = sorted({r.get("genre", "labelled") for r in records})
     beside = (f" and, at weight {config.ensemble.member_neighbours:g}, of its neighbours' text"
               if config.ensemble.member_neighbours else "")
+    refit = ", then the member was refit on every unit, the dev units included" if config.ensemble.member_refit else ""
     ensemble = ("It is served as an ensemble: the fine-tuned encoder and a character TF-IDF + logistic-regression "
                 f"member over the unit's own text{beside} (`{MEMBER_FILE}`, loaded with skops), "
                 "combined as the geometric mean of their probabilities "
-                f"and calibrated as a whole (temperature {fitted.ensemble_temperature:.3f}). `Predictor` serves the "
+                f"and calibrated as a whole (temperature {fitted.ensemble_temperature:.3f}){refit}. "
+                "`Predictor` serves the "
                 "pair on every backend; `transformers.pipeline` loads the encoder alone."
                 if fitted.text_member is not None else "The encoder is served alone.")
     if config.ensemble.neighbour_weight:
         ensemble += (f" Within a report, each unit's probabilities then take a share of "
                      f"{config.ensemble.neighbour_weight:g} from its neighbours in the same section "
                      "(`ensemble.neighbour_weight`, models/document_context.py).")
+    served_weights = (f"the mean of the weights after every optimiser step from {config.train.average_from:g} of "
+                      "training on (`train.average_from`)" if config.train.average_from < 1
+                      else "the best epoch's on dev macro-F1")
+    if config.train.wise_ft < 1:
+        served_weights += f", mixed at {config.train.wise_ft:g} with their start (WiSE-FT, `train.wise_ft`)"
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         genres=" and ".join(f"`{g}`" for g in genres), ensemble_note=ensemble,
         held_out=held_out_summary(Path(config.evaluate.card_results)),
@@ -168,6 +175,7 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
         epochs_run=f"{fitted.epochs_run:.0f}", class_weights=config.train.class_weights,
         linear_probe=config.train.linear_probe, min_steps=config.train.min_steps,
         patience=config.train.patience, seed=config.train.seed, temperature=f"{fitted.temperature:.3f}",
+        served_weights=served_weights,
         dev_metrics=dev, versions=", ".join(f"{k} {v}" for k, v in versions.items()),
     )
 
