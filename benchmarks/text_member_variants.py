@@ -89,13 +89,13 @@ FIELDS: dict[str, Callable[[dict], str]] = {
 
 
 def member(variant: Variant, seed: int) -> Pipeline:
+    """The variant as one scikit-learn pipeline over records; the first block is always the unit's own text."""
     def vectorizer(name: str) -> TfidfVectorizer:
         # jieba's words, already split by spaces, as 1-2-grams; every other block reads character n-grams
         if name == "words":
             return TfidfVectorizer(analyzer="word", token_pattern=r"\S+", ngram_range=(1, 2), sublinear_tf=True)
         return TfidfVectorizer(analyzer="char", ngram_range=(1, variant.ngram_max), sublinear_tf=True)
 
-    """The variant as one scikit-learn pipeline over records; the first block is always the unit's own text."""
     blocks = {"text": 1.0, **variant.blocks}
     union = FeatureUnion(
         [(name, make_pipeline(FunctionTransformer(lambda rs, get=FIELDS[name]: [get(r) for r in rs]), vectorizer(name)))

@@ -324,16 +324,15 @@ def test_fit_averages_weights_and_refits_the_member_on_every_unit(tiny_base, sma
               for share, refit in ((1.0, False), (0.5, True))}
     layer = "bert.encoder.layer.1.output.dense.weight"
     assert not torch.allclose(fitted[1.0, False].model.state_dict()[layer], fitted[0.5, True].model.state_dict()[layer])
-    texts = [r["text"] for r in small_records]
-    train, _ = split_dev(small_records, load_classifier_config().data.dev_fraction, load_classifier_config().train.seed)
-    for (_, refit), part in zip(((1.0, False), (0.5, True)), (train, small_records), strict=True):
-        neighbours = dict(zip((r["unit_id"] for r in small_records), record_neighbours(small_records), strict=True))
-        expected = fit_text_member([r["text"] for r in part], [neighbours[r["unit_id"]] for r in part],
-                                   np.array([labels.label2id[r["label"]] for r in part]), 0.0,
-                                   load_classifier_config().train.seed)
-        member = fitted[1.0 if not refit else 0.5, refit].text_member
-        assert np.allclose(member_probabilities(member, texts, 6, record_neighbours(small_records)),
-                           member_probabilities(expected, texts, 6, record_neighbours(small_records)))
+    texts, neighbours = [r["text"] for r in small_records], record_neighbours(small_records)
+    by_unit = dict(zip((r["unit_id"] for r in small_records), neighbours, strict=True))
+    config = load_classifier_config()
+    train, _ = split_dev(small_records, config.data.dev_fraction, config.train.seed)
+    for key, part in zip(fitted, (train, small_records), strict=True):
+        expected = fit_text_member([r["text"] for r in part], [by_unit[r["unit_id"]] for r in part],
+                                   np.array([labels.label2id[r["label"]] for r in part]), 0.0, config.train.seed)
+        assert np.allclose(member_probabilities(fitted[key].text_member, texts, 6, neighbours),
+                           member_probabilities(expected, texts, 6, neighbours))
     # and the model card says which weights and which member it serves
     from training.model_folder import render_model_card
 

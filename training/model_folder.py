@@ -152,8 +152,7 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
                 f"member over the unit's own text{beside} (`{MEMBER_FILE}`, loaded with skops), "
                 "combined as the geometric mean of their probabilities "
                 f"and calibrated as a whole (temperature {fitted.ensemble_temperature:.3f}){refit}. "
-                "`Predictor` serves the "
-                "pair on every backend; `transformers.pipeline` loads the encoder alone."
+                "`Predictor` serves the pair on every backend; `transformers.pipeline` loads the encoder alone."
                 if fitted.text_member is not None else "The encoder is served alone.")
     if config.ensemble.neighbour_weight:
         ensemble += (f" Within a report, each unit's probabilities then take a share of "

@@ -326,8 +326,13 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         # fit on the same training units as the encoder, so that the dev units calibrate the ensemble as a whole;
         # neighbours are read before the dev split, which scatters a run's units over both parts
         neighbours = dict(zip((r["unit_id"] for r in records), record_neighbours(records), strict=True))
-        member = fit_text_member([r["text"] for r in train_records], [neighbours[r["unit_id"]] for r in train_records],
-                                 np.array(train_set["labels"]), config.ensemble.member_neighbours, config.train.seed)
+
+        def fit_member(part: list[dict]) -> Any:
+            return fit_text_member([r["text"] for r in part], [neighbours[r["unit_id"]] for r in part],
+                                   np.array([labels.label2id[r["label"]] for r in part]),
+                                   config.ensemble.member_neighbours, config.train.seed)
+
+        member = fit_member(train_records)
         if dev_records:
             combined = combine([softmax(dev_logits, temperature),
                                 member_probabilities(member, [r["text"] for r in dev_records], len(labels.names),
@@ -335,8 +340,6 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
             ensemble_temperature = calibrate_temperature(np.log(combined), dev_labels, config.calibration.max_iter)
             if config.ensemble.member_refit:
                 # the temperature is fitted; the served member now learns from the dev units too
-                member = fit_text_member([r["text"] for r in records], [neighbours[r["unit_id"]] for r in records],
-                                         np.array([labels.label2id[r["label"]] for r in records]),
-                                         config.ensemble.member_neighbours, config.train.seed)
+                member = fit_member(records)
     return FittedClassifier(model, tokenizer, temperature, dev_logits, dev_labels, len(train_records),
                             len(dev_records), float(trainer.state.epoch or 0), member, ensemble_temperature)
