@@ -1,18 +1,29 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
 VENV := .venv
 PY := $(VENV)/bin/python
+RUN_EXTRAS := onnx
 EXTRAS := dev,ray,onnx,browser,ocr
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
 RUN_FILE ?= seeds/001_2040a8d96ddfc16d.txt
 
-.PHONY: install system-deps run test lint clean
+.PHONY: install install-run system-deps run test lint clean
 
-$(STAMP): pyproject.toml
+# `make run` installs what the main job needs (the package and its ONNX export); `make test` adds the rest.
+# --no-compile: pip would byte-compile every file of the venv (about 20,000, torch and Ray among them), some 40 s
+# of a first run; Python compiles the few hundred modules that chainstage imports when it first imports them.
+$(RUN_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet --no-compile -e '.[$(RUN_EXTRAS)]'
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(PY) -m pip install --quiet --no-compile -e '.[$(EXTRAS)]'
 	touch $(STAMP)
+
+install-run: $(RUN_STAMP)
 
 install: $(STAMP)
 
@@ -30,7 +41,7 @@ $(SYSTEM_STAMP): | $(STAMP)
 system-deps: $(SYSTEM_STAMP)
 
 # The main job: build the offline base encoder and train the default classifier on first use, then classify.
-run: install
+run: install-run
 	$(VENV)/bin/chainstage train --default
 	$(VENV)/bin/chainstage classify $(RUN_FILE)
 
