@@ -12,7 +12,10 @@ RUN_FILE ?= seeds/001_2040a8d96ddfc16d.txt
 
 # `make run` installs what the main job needs (the package and its ONNX export); `make test` adds the rest.
 # --no-compile: pip would byte-compile every file of the venv (about 20,000, torch and Ray among them), some 40 s
-# of a first run; Python compiles the few hundred modules that chainstage imports when it first imports them.
+# of a first run. Python compiles the modules that chainstage imports (about a thousand) when it first imports them,
+# and keeps them in the venv: so make lets it write bytecode even where the environment says not to, or every later
+# command would compile them again (8 s each).
+unexport PYTHONDONTWRITEBYTECODE
 $(RUN_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
