@@ -6,9 +6,9 @@ Why: every comparison in docs/classifier.md sets one `chainstage evaluate` run a
 between two runs that differ only in `train.seed` is the noise that a change must beat. The same runs also show what
 serving several seeds as one model would add: each run's served pair ("fine-tuned + tf-idf", encoder and text
 member calibrated as a whole) is combined across runs as the geometric mean, then document context is applied as
-`chainstage evaluate` applies it. The runs must share their folds (same labelled data and `evaluate.folds`). Scores
-with evaluate's own code: mean macro-F1 over held-out reports (devset: pooled macro-F1). Prints figures; asserts
-nothing.
+`chainstage evaluate` applies it. The last rows are each method's mean ± std (population) over the runs taken one
+by one. The runs must share their folds (same labelled data and `evaluate.folds`). Scores with evaluate's own code:
+mean macro-F1 over held-out reports (devset: pooled macro-F1). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main() -> None:
           "(devset: pooled macro-F1)\n")
     print("| runs | method | " + " | ".join(COLUMNS) + " |")
     print("|---|---|" + "---:|" * len(COLUMNS))
+    per_run: dict[str, list[list[float]]] = {}
     for name, members in rows.items():
         for method, context in (("fine-tuned", False), ("fine-tuned + tf-idf", False), ("fine-tuned + tf-idf", True)):
             cells = {}
@@ -76,6 +77,13 @@ def main() -> None:
                     cells[genre if group == "fold" else group] = scored[genre]["m"]["macro_f1_mean"]
             label = method + (" + neighbours" if context else "")
             print(f"| {name} | {label} | " + " | ".join(f"{cells[c]:.3f}" for c in COLUMNS) + " |", flush=True)
+            if len(members) == 1:
+                per_run.setdefault(label, []).append([cells[c] for c in COLUMNS])
+    # the runs one by one, summarised: what one run of the default is worth, whatever its seed
+    for label, scores in per_run.items():
+        mean, std = np.mean(scores, axis=0), np.std(scores, axis=0)
+        print(f"| mean ± std over the {len(scores)} runs | {label} | "
+              + " | ".join(f"{m:.3f} ± {d:.3f}" for m, d in zip(mean, std, strict=True)) + " |")
 
 
 if __name__ == "__main__":
