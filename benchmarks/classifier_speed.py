@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_FILE = ROOT / "seeds/001_2040a8d96ddfc16d.txt"
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> float:
     """Wall seconds of one command, from process start to exit (its progress bars, on stderr, still show)."""
     started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 

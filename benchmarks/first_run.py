@@ -7,7 +7,8 @@ set to a new empty folder so that no pip cache or chainstage model is reused:
 1. `make install-run`: the venv and what the main job needs, from the package registries;
 2. `make run`: the base encoder build, training on every labelled unit, the ONNX export and one classification.
 The sum is the first `make run`. pip's part depends on the registry and the network of the moment, so the two parts
-are printed apart. ``--keep`` puts the clone and HOME in DIR and leaves them; otherwise both are deleted.
+are printed apart; progress bars and errors go to stderr. ``--keep`` puts the clone and HOME in DIR and leaves
+them; otherwise both are deleted.
 
 Prints figures; asserts nothing (tests assert behaviour, this script measures).
 """
@@ -19,17 +20,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from classifier_speed import timed  # this folder's own timer: stdout dropped, progress bars (stderr) shown
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Wall seconds of one command; its output is dropped, and a failure stops the benchmark."""
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -45,8 +40,8 @@ def main() -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CHAINSTAGE_", "VIRTUAL_ENV"))}
     env["HOME"] = str(home)
     try:
-        install = timed(["make", "install-run"], clone, env)
-        run = timed(["make", "run"], clone, env)
+        install = timed(["make", "install-run"], env, clone)
+        run = timed(["make", "run"], env, clone)
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
