@@ -17,15 +17,13 @@ import argparse
 import json
 
 import numpy as np
+from held_out_columns import COLUMNS, column_scores, split_group
 
 from data.labeled_units import load_labeled, load_labeled_files
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.text_member import combine
-from training.crossval import _per_genre, in_context
-from training.metrics import classification_metrics
-
-COLUMNS = ("provincial", "seeds", "provincial → seeds", "seeds → provincial", "devset")
+from training.crossval import in_context
 
 
 def read_run(path: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
@@ -55,30 +53,23 @@ def main() -> None:
           "(devset: pooled macro-F1)\n")
     print("| runs | method | " + " | ".join(COLUMNS) + " |")
     print("|---|---|" + "---:|" * len(COLUMNS))
+    held_out: dict[str, list[dict]] = {}
+    for split, units in by_split.items():
+        held_out.setdefault(split_group(split), []).extend(records[unit] for unit in units)
     per_run: dict[str, list[list[float]]] = {}
     for name, members in rows.items():
         for method, context in (("fine-tuned", False), ("fine-tuned + tf-idf", False), ("fine-tuned + tf-idf", True)):
-            cells = {}
-            for group in ("fold", "provincial → seeds", "seeds → provincial", "devset"):
-                splits = [s for s in by_split if (s.startswith("fold") if group == "fold" else s == group)]
-                part, probs = [], []
-                for split in splits:
-                    test = [records[unit] for unit in by_split[split]]
-                    mixed = combine([np.stack([runs[i][split, r["unit_id"]][method] for r in test]) for i in members])
-                    probs.append(in_context(test, mixed, config.ensemble.neighbour_weight) if context else mixed)
-                    part += test
-                predicted = np.concatenate(probs).argmax(1)
-                if group == "devset":
-                    y = np.array([labels.label2id[r["label"]] for r in part])
-                    cells[group] = classification_metrics(y, predicted, labels.names)["macro_f1"]
-                    continue
-                scored = _per_genre(part, {"m": predicted}, labels)
-                for genre in scored:
-                    cells[genre if group == "fold" else group] = scored[genre]["m"]["macro_f1_mean"]
+            probs: dict[str, list[np.ndarray]] = {}
+            for split, units in by_split.items():
+                test = [records[unit] for unit in units]
+                mixed = combine([np.stack([runs[i][split, unit][method] for unit in units]) for i in members])
+                probs.setdefault(split_group(split), []).append(
+                    in_context(test, mixed, config.ensemble.neighbour_weight) if context else mixed)
+            cells = column_scores(held_out, {group: np.concatenate(p) for group, p in probs.items()}, labels)
             label = method + (" + neighbours" if context else "")
-            print(f"| {name} | {label} | " + " | ".join(f"{cells[c]:.3f}" for c in COLUMNS) + " |", flush=True)
+            print(f"| {name} | {label} | " + " | ".join(f"{c:.3f}" for c in cells) + " |", flush=True)
             if len(members) == 1:
-                per_run.setdefault(label, []).append([cells[c] for c in COLUMNS])
+                per_run.setdefault(label, []).append(cells)
     # the runs one by one, summarised: what one run of the default is worth, whatever its seed
     for label, scores in per_run.items():
         mean, std = np.mean(scores, axis=0), np.std(scores, axis=0)

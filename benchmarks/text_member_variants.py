@@ -28,17 +28,17 @@ from dataclasses import dataclass, field
 
 import jieba
 import numpy as np
+from held_out_columns import COLUMNS, column_scores, split_group
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from data.labeled_units import load_labeled, load_labeled_files
-from data.labels import LabelSet, load_labels
+from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.text_member import combine, member_probabilities
-from training.crossval import _per_genre, in_context, report_folds
-from training.metrics import classification_metrics
+from training.crossval import in_context, report_folds
 from training.train import record_neighbours, split_dev
 
 
@@ -106,11 +106,6 @@ def member(variant: Variant, seed: int) -> Pipeline:
     return make_pipeline(union, regression)
 
 
-def mean_report_f1(records: list[dict], probabilities: np.ndarray, labels: LabelSet, genre: str) -> float:
-    """Mean macro-F1 over the genre's held-out reports, scored by evaluate's own code."""
-    return _per_genre(records, {"variant": probabilities.argmax(1)}, labels)[genre]["variant"]["macro_f1_mean"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", help="predictions.jsonl of a `chainstage evaluate` run of the default")
@@ -134,18 +129,16 @@ def main() -> None:
                 [r for r in records if r["genre"] == "seeds"]),
                ("seeds → provincial", [r for r in records if r["genre"] == "seeds"],
                 [r for r in records if r["genre"] == "provincial"]), ("devset", records, devset)]
-    columns = ["provincial", "seeds", "provincial → seeds", "seeds → provincial", "devset"]
     kinds = ["alone", "+ neighbours"] + (["+ encoder", "+ encoder + neighbours"] if encoder else [])
     print(f"{len(records)} labelled units, {len(devset)} devset units; folds and splits of `chainstage evaluate`; "
           "mean macro-F1 over held-out reports (devset: pooled macro-F1)"
           + (f"; encoder probabilities from {args.predictions}" if encoder else "")
           + (f"; --set {' '.join(args.set)}" if args.set else "") + "\n")
-    print("| variant | scored | " + " | ".join(columns) + " |")
-    print("|---|---|" + "---:|" * len(columns))
+    print("| variant | scored | " + " | ".join(COLUMNS) + " |")
+    print("|---|---|" + "---:|" * len(COLUMNS))
     held_out: dict[str, list[dict]] = {}
     for split, _, test in splits:
-        held_out.setdefault(split.split()[0] if split.startswith("fold") else split, []).extend(test)
-    y_dev = np.array([labels.label2id[r["label"]] for r in devset])
+        held_out.setdefault(split_group(split), []).extend(test)
     for name in args.variant or VARIANTS:
         variant = VARIANTS[name]
         scored: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind in kinds}
@@ -160,15 +153,10 @@ def main() -> None:
                 tuned = np.stack([encoder[split, r["unit_id"]] for r in test])
                 pair = combine([tuned, member_probabilities(served, test, k)])
                 results |= {"+ encoder": pair, "+ encoder + neighbours": in_context(test, pair, weight)}
-            group = split.split()[0] if split.startswith("fold") else split
             for kind, probabilities in results.items():
-                scored[kind].setdefault(group, []).append(probabilities)
+                scored[kind].setdefault(split_group(split), []).append(probabilities)
         for kind in kinds:
-            folds = np.concatenate(scored[kind]["fold"])
-            cells = [mean_report_f1(held_out["fold"], folds, labels, genre) for genre in ("provincial", "seeds")]
-            cells += [mean_report_f1(held_out[split], scored[kind][split][0], labels, split.split()[-1])
-                      for split in ("provincial → seeds", "seeds → provincial")]
-            cells.append(classification_metrics(y_dev, scored[kind]["devset"][0].argmax(1), labels.names)["macro_f1"])
+            cells = column_scores(held_out, {group: np.concatenate(p) for group, p in scored[kind].items()}, labels)
             print(f"| {name} | {kind} | " + " | ".join(f"{c:.3f}" for c in cells) + " |", flush=True)
 
 if __name__ == "__main__":
