@@ -1,7 +1,9 @@
 """Inter-annotator agreement between the two labelling passes: ``python -m data.agreement [--labels provincial]``.
 
 Cohen's kappa (scikit-learn) between the first pass and the independent second pass over the same units, overall
-and per report, and between the adjudicated final labels and the second pass.
+and per report, and between the adjudicated final labels and the second pass; and how often the passes disagree by
+the first reader's confidence, which tells how far a medium- or low-confidence label can be trusted
+(``train.confidence_weights`` in ``configs/classifier.yaml`` weighs training units by it).
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ def per_report_kappa(first: list[dict], second: list[dict]) -> dict[str, dict]:
     return out
 
 
+def disagreement_by_confidence(first: list[dict], second: list[dict]) -> dict[str, dict[str, int]]:
+    """Units both passes labelled and how many of them they label differently, by the first pass's confidence."""
+    second_label = {record["unit_id"]: record["label"] for record in second}
+    out: dict[str, dict[str, int]] = {}
+    for record in first:
+        if record["unit_id"] in second_label:
+            counts = out.setdefault(record["confidence"], {"units": 0, "disagree": 0})
+            counts["units"] += 1
+            counts["disagree"] += record["label"] != second_label[record["unit_id"]]
+    return out
+
+
 def annotator_comparison(first_file: Path, second_file: Path, names: list[str]) -> dict:
     """pass_agreement between two annotators' files, with the confusion matrix and the units to adjudicate.
 
@@ -79,6 +93,11 @@ def main() -> None:
     print("\nfirst pass vs second pass, per report:\n\n| report | units | kappa | raw agreement |\n|---|---|---|---|")
     for report, result in per_report_kappa(first, second).items():
         print(f"| {report} | {result['units']} | {result['kappa']:.3f} | {result['agreement']:.3f} |")
+    print("\nfirst pass vs second pass, by the first reader's confidence:\n\n"
+          "| confidence | units | labelled differently | share |\n|---|---|---|---|")
+    for confidence, counts in sorted(disagreement_by_confidence(first, second).items()):
+        units, disagree = counts["units"], counts["disagree"]
+        print(f"| {confidence} | {units} | {disagree} | {disagree / units:.3f} |")
 
 
 if __name__ == "__main__":

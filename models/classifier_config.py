@@ -45,6 +45,7 @@ class TrainSection:
     eval_batch_size: int
     patience: int
     class_weights: bool
+    confidence_weights: dict[str, float]
     group_by_length: bool
     linear_probe: bool
     probe_cs: list[float]
@@ -113,6 +114,9 @@ class ClassifierConfig:
             raise ConfigError(f"config key 'train.layer_decay' must be in (0, 1], got {self.train.layer_decay}")
         if not 0 <= self.train.average_from <= 1:
             raise ConfigError(f"config key 'train.average_from' must be in [0, 1], got {self.train.average_from}")
+        if any(weight < 0 for weight in self.train.confidence_weights.values()):
+            value = self.train.confidence_weights
+            raise ConfigError(f"config key 'train.confidence_weights' must hold weights >= 0, got {value}")
         if not 0 <= self.train.wise_ft <= 1:
             raise ConfigError(f"config key 'train.wise_ft' must be in [0, 1], got {self.train.wise_ft}")
         for key, value in (("model.max_length", self.model.max_length), ("train.epochs", self.train.epochs),

@@ -440,3 +440,69 @@ def test_majority_share_draws_a_fresh_share_of_the_most_frequent_label_each_epoc
     assert fitted.epochs_run > 0
     with pytest.raises(ConfigError, match="train.majority_share"):
         tiny_config(tiny_base, "train.majority_share=0")
+
+
+def test_confidence_weights_weigh_each_units_loss_and_the_text_member(tiny_base, small_records, tmp_path):
+    """A unit's label confidence sets its weight in the encoder's loss and in the text member's fit."""
+    from types import SimpleNamespace
+
+    from models.classifier import load_tokenizer
+    from training.train import _UnitWeightCollator, _WeightedTrainer, fit_classifier, unit_weights
+
+    default = load_classifier_config().train.confidence_weights
+    assert unit_weights(small_records, default) is None  # the default weighs every unit alike: the plain fit
+    weights = unit_weights(small_records, {**default, "medium": 0.25})
+    assert sorted(set(weights.tolist())) == [0.25, 1.0]
+    assert (weights == 0.25).sum() == sum(r["confidence"] == "medium" for r in small_records)
+    with pytest.raises(ConfigError, match="train.confidence_weights"):
+        unit_weights(small_records, {"high": 1.0})
+    with pytest.raises(ConfigError, match="train.confidence_weights"):
+        load_classifier_config(overrides=["train.confidence_weights.medium=-1"])
+
+    # the loss: a unit of weight 0 counts for nothing, and weights of 1 give the class-weighted cross-entropy
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]])
+    labels = torch.tensor([0, 1, 0])
+    trainer = SimpleNamespace(class_weights=torch.tensor([0.5, 2.0]))
+    model = lambda **inputs: SimpleNamespace(logits=inputs["logits"])  # noqa: E731
+
+    def loss(rows: list[int], unit_weight: list[float] | None) -> torch.Tensor:
+        inputs = {"logits": logits[rows], "labels": labels[rows]}
+        if unit_weight is not None:
+            inputs["unit_weight"] = torch.tensor(unit_weight)
+        return _WeightedTrainer.compute_loss(trainer, model, inputs)
+
+    assert torch.allclose(loss([0, 1, 2], [1.0, 1.0, 1.0]), loss([0, 1, 2], None))
+    assert torch.allclose(loss([0, 1, 2], [1.0, 1.0, 0.0]), loss([0, 1], None))
+    # the collator carries the weights beside the padded batch and drops the length column the model does not take
+    tokenizer = load_tokenizer(str(tiny_base))
+    batch = _UnitWeightCollator(tokenizer)([{"input_ids": [0, 5, 2], "attention_mask": [1, 1, 1], "labels": 1,
+                                             "length": 3, "unit_weight": 0.25},
+                                            {"input_ids": [0, 2], "attention_mask": [1, 1], "labels": 0,
+                                             "length": 2, "unit_weight": 1.0}])
+    assert batch["unit_weight"].tolist() == [0.25, 1.0] and "length" not in batch
+    assert batch["input_ids"].shape == (2, 3)
+
+    # the member: one text labelled two ways, the confident label outweighs the other
+    science, talent = load_labels().label2id["科学发现"], load_labels().label2id["人才支撑"]
+    texts = ["建设国家实验室。", "引进青年科技人才。", "布局新型研发平台。"] * 4
+    y = np.array([science, talent, science] * 2 + [science, talent, talent] * 2)
+    for unsure, winner in (([1.0] * 6 + [1.0, 1.0, 0.1] * 2, science), ([1.0, 1.0, 0.1] * 2 + [1.0] * 6, talent)):
+        member = fit_text_member(texts, [""] * len(texts), y, 0.0, seed=0, sample_weight=np.array(unsure))
+        assert member_probabilities(member, ["布局新型研发平台。"], 6, [""]).argmax() == winner
+
+    # and a fit with weights runs end to end, its member fit with the same weights
+    config = tiny_config(tiny_base, "train.confidence_weights.medium=0.25", "train.confidence_weights.low=0.25")
+    fitted = fit_classifier(small_records, config, load_labels(), tmp_path / "weighted", progress=False)
+    from training.train import record_neighbours, split_dev
+
+    train, _ = split_dev(small_records, config.data.dev_fraction, config.train.seed)
+    texts, neighbours = [r["text"] for r in small_records], record_neighbours(small_records)
+    expected = fit_text_member([r["text"] for r in train], [""] * len(train),
+                               np.array([load_labels().label2id[r["label"]] for r in train]), 0.0, config.train.seed,
+                               unit_weights(train, config.train.confidence_weights))
+    assert np.allclose(member_probabilities(fitted.text_member, texts, 6, neighbours),
+                       member_probabilities(expected, texts, 6, [""] * len(texts)))
+    from training.model_folder import render_model_card
+
+    card = render_model_card(fitted, config, load_labels(), small_records, {}, {}, "tiny")
+    assert "label's confidence (`train.confidence_weights`): high 1, medium 0.25, low 0.25" in card

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from data.agreement import pass_agreement
+from data.agreement import disagreement_by_confidence, pass_agreement
 from data.labeled_units import CONFIDENCES, load_labeled
 from data.labels import load_labels
 from data.load import load_report
@@ -74,6 +74,18 @@ def test_second_pass_is_a_quarter_of_every_report_and_kappa_recomputes(seed_reco
         assert abs(sampled - 0.25 * total) <= 1
     result = pass_agreement(load_labeled(LABELED / "seeds_pass1.jsonl"), second)
     assert result["units"] == len(second) and 0.75 <= result["kappa"] <= 1.0
+
+
+@pytest.mark.parametrize("labels", ["seeds", "provincial"])
+def test_the_passes_disagree_more_where_the_first_reader_was_unsure(labels):
+    """What `train.confidence_weights` rests on: a medium-confidence label is the less reliable one."""
+    first, second = load_labeled(LABELED / f"{labels}_pass1.jsonl"), load_labeled(LABELED / f"{labels}_pass2.jsonl")
+    by_confidence = disagreement_by_confidence(first, second)
+    assert sum(counts["units"] for counts in by_confidence.values()) == len(second)
+    assert sum(counts["disagree"] for counts in by_confidence.values()) == round(
+        (1 - pass_agreement(first, second)["agreement"]) * len(second))
+    share = {confidence: counts["disagree"] / counts["units"] for confidence, counts in by_confidence.items()}
+    assert share["medium"] > 2 * share["high"]
 
 
 def test_provincial_labels_match_the_current_segmentation_and_skip_furniture(reading_config):

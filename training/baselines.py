@@ -48,7 +48,7 @@ def fit_tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, seed: int
 
 
 def fit_text_member(train_texts: list[str], train_neighbours: list[str], train_labels: np.ndarray,
-                    neighbour_weight: float, seed: int) -> Pipeline:
+                    neighbour_weight: float, seed: int, sample_weight: np.ndarray | None = None) -> Pipeline:
     """The served text member: the baseline's TF-IDF of the unit's own text, beside a second TF-IDF block of its
     neighbours' text at ``neighbour_weight`` (0 leaves the block out), under one logistic regression.
 
@@ -60,7 +60,8 @@ def fit_text_member(train_texts: list[str], train_neighbours: list[str], train_l
     union = ColumnTransformer([(name, _char_tfidf(), column) for column, name in enumerate(weights)],
                               transformer_weights=weights)
     model = make_pipeline(union, _balanced_logreg(seed))
-    return model.fit(member_inputs(train_texts, train_neighbours), train_labels)
+    return model.fit(member_inputs(train_texts, train_neighbours), train_labels,
+                     logisticregression__sample_weight=sample_weight)
 
 
 def tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, test_texts: list[str], seed: int,
@@ -70,13 +71,13 @@ def tfidf_logreg(train_texts: list[str], train_labels: np.ndarray, test_texts: l
 
 
 def embedding_logreg(train_vectors: np.ndarray, train_labels: np.ndarray, test_vectors: np.ndarray,
-                     seed: int, num_labels: int) -> np.ndarray:
+                     seed: int, num_labels: int, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Logistic regression on frozen, L2-normalised sentence vectors; returns probabilities."""
     def normalise(x: np.ndarray) -> np.ndarray:
         return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9)
 
     model = LogisticRegression(max_iter=3000, C=10.0, class_weight="balanced", random_state=seed)
-    model.fit(normalise(train_vectors), train_labels)
+    model.fit(normalise(train_vectors), train_labels, sample_weight=sample_weight)
     probabilities = np.zeros((len(test_vectors), num_labels))
     probabilities[:, model.classes_] = model.predict_proba(normalise(test_vectors))
     return probabilities

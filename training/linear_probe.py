@@ -38,7 +38,7 @@ def head_features(model: torch.nn.Module, tokenizer: Any, encoded: dict[str, lis
 
 
 def warm_start_head(model: torch.nn.Module, features: np.ndarray, label_ids: np.ndarray, cs: list[float],
-                    balanced: bool, seed: int) -> float:
+                    balanced: bool, seed: int, sample_weight: np.ndarray | None = None) -> float:
     """Fit a logistic regression on frozen features and copy it into ``model.classifier``; returns the chosen C.
 
     The L2 strength is chosen by 3-fold cross-validated log-loss, not accuracy: an unregularised probe separates
@@ -54,7 +54,7 @@ def warm_start_head(model: torch.nn.Module, features: np.ndarray, label_ids: np.
     probe = LogisticRegressionCV(Cs=cs, cv=max(folds, 2), scoring="neg_log_loss", max_iter=3000, l1_ratios=(0,),
                                  use_legacy_attributes=False, class_weight="balanced" if balanced else None,
                                  random_state=seed)
-    probe.fit(scaler.transform(features), label_ids)
+    probe.fit(scaler.transform(features), label_ids, sample_weight=sample_weight)
     coef = probe.coef_ / scaler.scale_
     intercept = probe.intercept_ - coef @ scaler.mean_
     if len(probe.classes_) == 2:  # sklearn stores one row for two classes: logit difference split symmetrically

@@ -172,6 +172,7 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
         max_length=config.model.max_length, freeze_embeddings=config.model.freeze_embeddings,
         learning_rate=config.train.learning_rate, batch_size=config.train.batch_size, epochs=config.train.epochs,
         epochs_run=f"{fitted.epochs_run:.0f}", class_weights=config.train.class_weights,
+        confidence_weights=", ".join(f"{k} {v:g}" for k, v in config.train.confidence_weights.items()),
         linear_probe=config.train.linear_probe, min_steps=config.train.min_steps,
         patience=config.train.patience, seed=config.train.seed, temperature=f"{fitted.temperature:.3f}",
         served_weights=served_weights,

@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Sampler, SequentialSampler
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
+from data.errors import ConfigError
 from data.labeled_units import follows_previous, record_context
 from data.labels import LabelSet
 from models.base_encoder import ensure_base_encoder
@@ -88,9 +89,39 @@ def model_inputs(records: list[dict], tokenizer: Any, config: ClassifierConfig) 
                          config.model.max_length)
 
 
+def unit_weights(records: list[dict], weights: dict[str, float]) -> np.ndarray | None:
+    """Each unit's loss weight by its label's confidence (``train.confidence_weights``); None when all weigh 1, so
+    that the default fit is the plain class-weighted one."""
+    unknown = sorted({r["confidence"] for r in records} - set(weights))
+    if unknown:
+        raise ConfigError(f"config key 'train.confidence_weights' has no weight for confidence {unknown[0]!r}")
+    if all(weights[r["confidence"]] == 1 for r in records):
+        return None
+    return np.array([weights[r["confidence"]] for r in records], dtype=np.float32)
+
+
+class _UnitWeightCollator:
+    """`DataCollatorWithPadding` that carries each training unit's loss weight (``unit_weight``) beside the batch.
+
+    The Trainer hands it every dataset column (``remove_unused_columns`` is off so that ``unit_weight`` survives), so
+    it sets aside the columns the model does not take itself.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        weights = [feature.pop("unit_weight") for feature in features if "unit_weight" in feature]
+        batch = self.pad([{k: v for k, v in feature.items() if k != "length"} for feature in features])
+        if weights:
+            batch["unit_weight"] = torch.tensor(weights, dtype=torch.float32)
+        return batch
+
+
 class _WeightedTrainer(Trainer):
-    """Trainer with a class-weighted cross-entropy, for the imbalanced stages, layer-wise learning rates, and
-    optionally its own training sampler (``train.majority_share``)."""
+    """Trainer with a class-weighted cross-entropy, for the imbalanced stages, optionally weighted per unit
+    (``train.confidence_weights``), layer-wise learning rates, and optionally its own training sampler
+    (``train.majority_share``)."""
 
     def __init__(self, *args: Any, class_weights: torch.Tensor | None, layer_decay: float,
                  train_sampler: MajorityShareSampler | None = None, **kwargs: Any) -> None:
@@ -120,8 +151,15 @@ class _WeightedTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         labels = inputs.pop("labels")
+        unit_weight = inputs.pop("unit_weight", None)
         outputs = model(**inputs)
-        loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=self.class_weights)
+        if unit_weight is None:
+            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=self.class_weights)
+        else:  # the weighted mean that cross_entropy takes over class weights, with each unit's weight folded in
+            losses = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=self.class_weights,
+                                                       reduction="none")
+            per_class = self.class_weights[labels] if self.class_weights is not None else torch.ones_like(losses)
+            loss = (losses * unit_weight).sum() / (per_class * unit_weight).sum().clamp_min(1e-12)
         return (loss, outputs) if return_outputs else loss
 
 
@@ -257,11 +295,14 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
                                   "length": [len(ids) for ids in encoded["input_ids"]]})
 
     train_set = dataset(train_inputs, train_records)
+    train_weights = unit_weights(train_records, config.train.confidence_weights)
+    if train_weights is not None:
+        train_set = train_set.add_column("unit_weight", train_weights.tolist())
     dev_set = dataset(dev_inputs, dev_records).sort("length") if dev_inputs is not None else None
     if config.train.linear_probe:
         features = head_features(model, tokenizer, train_inputs, config.train.eval_batch_size)
         chosen = warm_start_head(model, features, np.array(train_set["labels"]), config.train.probe_cs,
-                                 config.train.class_weights, config.train.seed)
+                                 config.train.class_weights, config.train.seed, train_weights)
         log.info("linear probe: head warm-started from a logistic regression with C=%g", chosen)
     # WiSE-FT's start point, copied only when it will be mixed in (the copy holds every weight, embeddings included)
     start = ({name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
@@ -290,6 +331,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not progress,
         dataloader_num_workers=0,
+        remove_unused_columns=False,  # keeps `unit_weight`; the collator drops what the model does not take
     )
     keep_best = _KeepBest(model, config.train.patience)
     averaging = _AverageWeights(model, config.train.average_from) if config.train.average_from < 1 else None
@@ -301,7 +343,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         args=args,
         train_dataset=train_set,
         eval_dataset=dev_set,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=_UnitWeightCollator(tokenizer),
         compute_metrics=_macro_f1,
         callbacks=([keep_best] if dev_set is not None else []) + ([averaging] if averaging else []),
         class_weights=weights,
@@ -330,7 +372,8 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
         def fit_member(part: list[dict]) -> Any:
             return fit_text_member([r["text"] for r in part], [neighbours[r["unit_id"]] for r in part],
                                    np.array([labels.label2id[r["label"]] for r in part]),
-                                   config.ensemble.member_neighbours, config.train.seed)
+                                   config.ensemble.member_neighbours, config.train.seed,
+                                   unit_weights(part, config.train.confidence_weights))
 
         member = fit_member(train_records)
         if dev_records:
