@@ -24,6 +24,7 @@ from models.classifier_config import load_classifier_config
 from models.text_member import member_probabilities
 from training.baselines import embedding_logreg, fit_text_member
 from training.crossval import frozen_vectors, in_context, report_folds
+from training.train import unit_weights
 
 
 def main() -> None:
@@ -54,12 +55,12 @@ def main() -> None:
     def y(part: list[dict]) -> np.ndarray:
         return np.array([labels.label2id[r["label"]] for r in part])
 
-    def tfidf(train: list[dict], test: list[dict], weights: np.ndarray) -> np.ndarray:
+    def tfidf(train: list[dict], test: list[dict], weights: np.ndarray | None) -> np.ndarray:
         member = fit_text_member([r["text"] for r in train], [""] * len(train), y(train), 0.0, config.train.seed,
                                  weights)
         return member_probabilities(member, [r["text"] for r in test], len(labels.names), [""] * len(test))
 
-    def frozen(train: list[dict], test: list[dict], weights: np.ndarray) -> np.ndarray:
+    def frozen(train: list[dict], test: list[dict], weights: np.ndarray | None) -> np.ndarray:
         return embedding_logreg(np.stack([vectors[r["unit_id"]] for r in train]), y(train),
                                 np.stack([vectors[r["unit_id"]] for r in test]), config.train.seed,
                                 len(labels.names), weights)
@@ -68,8 +69,7 @@ def main() -> None:
         for medium in args.medium:
             weigh = {"high": 1.0, "medium": medium, "low": medium}
             probabilities = {
-                group: np.concatenate([in_context(test, method(train, test, np.array([weigh[r["confidence"]]
-                                                                                      for r in train])),
+                group: np.concatenate([in_context(test, method(train, test, unit_weights(train, weigh)),
                                                   config.ensemble.neighbour_weight) for train, test in parts])
                 for group, parts in splits.items()}
             cells = column_scores(held_out, probabilities, labels)
