@@ -28,7 +28,7 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from data.labeled_units import load_labeled
+from data.labeled_units import load_labeled, model_picked
 from data.labels import load_labels
 from models.base_encoder import ensure_base_encoder
 from models.classifier_config import load_classifier_config
@@ -167,7 +167,10 @@ def main() -> None:
     torch.set_num_threads(classifier.train.threads)
     labels = load_labels()
     sim = config.simulate
-    seeds, provincial = load_labeled(ROOT / sim.seed_file), load_labeled(ROOT / sim.pool_file)
+    # the oracle is the labelled sample of each report; units that a model once picked for review would make the
+    # simulated pool lean to what that model found hard
+    seeds = load_labeled(ROOT / sim.seed_file)
+    provincial = [r for r in load_labeled(ROOT / sim.pool_file) if not model_picked(r)]
     reports = {r["report_id"] for r in provincial}
     if set(sim.held_out) - reports or "random" not in sim.strategies:
         raise SystemExit(f"configs/label.yaml: simulate.held_out must name reports of {sim.pool_file}, and "

@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from held_out_columns import COLUMNS, column_scores
+from held_out_columns import COLUMNS, column_scores, split_group
 
 from data.labeled_units import load_labeled, load_labeled_files
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.text_member import member_probabilities
 from training.baselines import embedding_logreg, fit_text_member
-from training.crossval import frozen_vectors, in_context, report_folds
+from training.crossval import evaluation_splits, frozen_vectors, in_context, report_folds
 from training.train import unit_weights
 
 
@@ -38,14 +38,9 @@ def main() -> None:
     records = load_labeled_files(config.data.labeled_files)
     devset = load_labeled(config.evaluate.devset)
     vectors = frozen_vectors(records + devset, config, progress=False)
-    genres = sorted({r["genre"] for r in records})
-    splits: dict[str, list[tuple[list[dict], list[dict]]]] = {
-        "fold": [([r for r in records if r["report_id"] not in held], [r for r in records if r["report_id"] in held])
-                 for held in report_folds(records, config.evaluate.folds)],
-        **{f"{a} → {b}": [([r for r in records if r["genre"] == a], [r for r in records if r["genre"] == b])]
-           for a in genres for b in genres if a != b},
-        "devset": [(records, devset)],
-    }
+    splits: dict[str, list[tuple[list[dict], list[dict]]]] = {}
+    for split, train, test in evaluation_splits(records, report_folds(records, config.evaluate.folds), devset):
+        splits.setdefault(split_group(split), []).append((train, test))
     held_out = {group: [r for _, test in parts for r in test] for group, parts in splits.items()}
     print(f"{len(records)} labelled units, {len(devset)} devset units; mean macro-F1 over held-out reports "
           "(devset: pooled macro-F1), each method with document context\n")

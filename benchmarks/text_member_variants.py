@@ -38,7 +38,7 @@ from data.labeled_units import load_labeled, load_labeled_files
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.text_member import combine, member_probabilities
-from training.crossval import in_context, report_folds
+from training.crossval import evaluation_splits, in_context, report_folds
 from training.train import record_neighbours, split_dev
 
 
@@ -122,13 +122,7 @@ def main() -> None:
         with open(args.predictions, encoding="utf-8") as lines:
             for line in map(json.loads, lines):
                 encoder[line["split"], line["unit_id"]] = np.array(line["probabilities"]["fine-tuned"])
-    splits = [(f"fold {n}", [r for r in records if r["report_id"] not in held],
-               [r for r in records if r["report_id"] in held])
-              for n, held in enumerate(report_folds(records, config.evaluate.folds), start=1)]
-    splits += [("provincial → seeds", [r for r in records if r["genre"] == "provincial"],
-                [r for r in records if r["genre"] == "seeds"]),
-               ("seeds → provincial", [r for r in records if r["genre"] == "seeds"],
-                [r for r in records if r["genre"] == "provincial"]), ("devset", records, devset)]
+    splits = evaluation_splits(records, report_folds(records, config.evaluate.folds), devset)
     kinds = ["alone", "+ neighbours"] + (["+ encoder", "+ encoder + neighbours"] if encoder else [])
     print(f"{len(records)} labelled units, {len(devset)} devset units; folds and splits of `chainstage evaluate`; "
           "mean macro-F1 over held-out reports (devset: pooled macro-F1)"

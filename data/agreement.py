@@ -15,7 +15,7 @@ from pathlib import Path
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from data.errors import LabelingError
-from data.labeled_units import load_labeled
+from data.labeled_units import load_labeled, model_picked
 
 LABELED = Path(__file__).resolve().parent / "labeled"
 
@@ -57,6 +57,15 @@ def disagreement_by_confidence(first: list[dict], second: list[dict]) -> dict[st
     return out
 
 
+def agreement_by_choice(first: list[dict], second: list[dict], final: list[dict]) -> dict[str, dict]:
+    """pass_agreement over the units chosen with their passages and, apart, over those a model picked for review
+    (``model_picked``): picked units are the hard cases of one model, so their agreement is reported on its own."""
+    picked = {record["unit_id"] for record in final if model_picked(record)}
+    return {name: pass_agreement(first, [record for record in second if (record["unit_id"] in picked) == chosen])
+            for name, chosen in (("with their passages", False), ("picked by a model for review", True))
+            if any((record["unit_id"] in picked) == chosen for record in second)}
+
+
 def annotator_comparison(first_file: Path, second_file: Path, names: list[str]) -> dict:
     """pass_agreement between two annotators' files, with the confusion matrix and the units to adjudicate.
 
@@ -93,6 +102,12 @@ def main() -> None:
     print("\nfirst pass vs second pass, per report:\n\n| report | units | kappa | raw agreement |\n|---|---|---|---|")
     for report, result in per_report_kappa(first, second).items():
         print(f"| {report} | {result['units']} | {result['kappa']:.3f} | {result['agreement']:.3f} |")
+    by_choice = agreement_by_choice(first, second, final)
+    if len(by_choice) > 1:
+        print("\nfirst pass vs second pass, by how the units were chosen:\n\n"
+              "| units chosen | units | kappa | raw agreement |\n|---|---|---|---|")
+        for name, result in by_choice.items():
+            print(f"| {name} | {result['units']} | {result['kappa']:.3f} | {result['agreement']:.3f} |")
     print("\nfirst pass vs second pass, by the first reader's confidence:\n\n"
           "| confidence | units | labelled differently | share |\n|---|---|---|---|")
     for confidence, counts in sorted(disagreement_by_confidence(first, second).items()):

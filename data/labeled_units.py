@@ -56,6 +56,16 @@ def load_labeled_files(paths: list[str] | list[Path]) -> list[dict[str, Any]]:
     return records
 
 
+def model_picked(record: dict[str, Any]) -> bool:
+    """Whether a model chose this unit for review (`chainstage label export` by uncertainty, margin or diverse).
+
+    Such units are the ones that model found hard, not a sample of their report: they train, but never score in a
+    test fold or the dev split, which would then overweight what the picking model got wrong. Units chosen by
+    passage or at random carry no strategy, or "random".
+    """
+    return record.get("strategy") not in (None, "", "random")
+
+
 def heading_context(section_path: list[str] | tuple[str, ...], is_heading: bool) -> str:
     """The nearest heading above a unit (a heading's own title is the last path element, so skip it)."""
     path = list(section_path)[:-1] if is_heading else list(section_path)

@@ -10,6 +10,8 @@ from data.configuration import config_path, load_config
 from data.errors import ConfigError
 from models.folder_layout import TRAINING_CONFIG_FILE
 
+EVALUATION_SPLITS = ("folds", "cross_genre", "devset")  # the kinds of split that `chainstage evaluate` runs
+
 
 @dataclass(frozen=True)
 class DataSection:
@@ -81,6 +83,7 @@ class EnsembleSection:
 class EvaluateSection:
     folds: int
     devset: str | None
+    splits: list[str]
     output_dir: str
     card_results: str
 
@@ -125,6 +128,9 @@ class ClassifierConfig:
                 raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
         if self.model.frozen_layers < 0:
             raise ConfigError(f"config key 'model.frozen_layers' must be >= 0, got {self.model.frozen_layers}")
+        if "folds" not in self.evaluate.splits or not set(self.evaluate.splits) <= set(EVALUATION_SPLITS):
+            raise ConfigError(f"config key 'evaluate.splits' must list folds and any of cross_genre, devset, got "
+                              f"{self.evaluate.splits}")
         if self.train.learning_rate <= 0:
             raise ConfigError(f"config key 'train.learning_rate' must be > 0, got {self.train.learning_rate}")
 

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from data.errors import ConfigError, ModelError
-from data.labeled_units import load_labeled, load_labeled_files
+from data.labeled_units import load_labeled, load_labeled_files, model_picked
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.document_context import neighbour_texts
@@ -23,7 +23,7 @@ from models.text_member import combine, member_probabilities, save_member
 from serve.cli import app
 from training.baselines import embedding_logreg, fit_text_member, fit_tfidf_logreg, keyword_rules, tfidf_logreg
 from training.calibration import calibrate_temperature, nll
-from training.crossval import cross_validate, report_folds, results_markdown
+from training.crossval import cross_validate, evaluation_splits, report_folds, results_markdown
 from training.model_folder import train_and_save
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +182,33 @@ def test_folds_hold_out_every_report_once_and_mix_the_genres():
     assert len(report_folds(records, 99)) == len(held)  # more folds than reports: leave-one-report-out
 
 
+def test_units_a_model_picked_train_wherever_their_report_may_but_never_score():
+    from training.train import split_dev
+
+    sample = _two_genres()
+    strategies = ("uncertainty", "margin", "diverse", "random", None)
+    records = [{**r, "strategy": strategies[i % 5]} if i % 3 == 0 else r for i, r in enumerate(sample)]
+    picked = [r for r in records if model_picked(r)]
+    assert picked and not any(r.get("strategy") == "random" for r in picked)
+    scored_ids = {r["unit_id"] for r in records if not model_picked(r)}
+    folds = report_folds(records, 3)
+    assert folds == report_folds([r for r in records if not model_picked(r)], 3)  # labelling more moves no fold
+    splits = evaluation_splits(records, folds, devset=sample[:40])
+    assert [name for name, _, _ in splits] == ["fold 1", "fold 2", "fold 3", "provincial → seeds",
+                                               "seeds → provincial", "devset"]
+    may_train = {f"fold {n}": lambda r, held=set(held): r["report_id"] not in held
+                 for n, held in enumerate(folds, start=1)}
+    may_train |= {"provincial → seeds": lambda r: r["genre"] == "provincial",
+                  "seeds → provincial": lambda r: r["genre"] == "seeds", "devset": lambda r: True}
+    for name, train, test in splits:
+        assert not any(map(model_picked, test)) and {r["unit_id"] for r in test} <= scored_ids | {
+            r["unit_id"] for r in sample[:40]}
+        assert [r for r in train if model_picked(r)] == [r for r in picked if may_train[name](r)]
+    train, dev = split_dev(records, 0.15, 13)
+    assert all(r in train for r in picked) and not any(model_picked(r) for r in dev)
+    assert dev == split_dev([r for r in records if not model_picked(r)], 0.15, 13)[1]  # the same dev units
+
+
 def test_grouped_and_cross_genre_evaluation_run_every_method_on_the_same_units(tiny_base):
     records = _two_genres()
     config = tiny_config(tiny_base, "evaluate.folds=2", "train.linear_probe=false")
@@ -202,6 +229,18 @@ def test_grouped_and_cross_genre_evaluation_run_every_method_on_the_same_units(t
     assert all(len(p) == 6 and abs(sum(p) - 1) < 1e-3 for p in unit["probabilities"].values())
     table = results_markdown(results, load_labels())
     assert "Cross-genre: train on `seeds`, test on `provincial`" in table and "genre `provincial`" in table
+
+
+def test_evaluate_runs_only_the_splits_it_is_asked_for(tiny_base):
+    records = _two_genres()
+    config = tiny_config(tiny_base, "evaluate.folds=2", "train.linear_probe=false", "evaluate.splits=[folds]")
+    results, held_out = cross_validate(records, config, load_labels(), progress=False, devset=records[:40])
+    assert {u["split"] for u in held_out} == {"fold 1", "fold 2"} and len(held_out) == len(records)
+    assert not results["cross_genre"] and "devset" not in results and set(results["grouped"]) == {"seeds",
+                                                                                                  "provincial"}
+    assert "Cross-genre" not in results_markdown(results, load_labels())
+    with pytest.raises(ConfigError, match="evaluate.splits"):
+        load_classifier_config(overrides=["evaluate.splits=[devset]"])
 
 
 def test_bad_model_path_config_key_and_set_value_name_themselves(tmp_path):

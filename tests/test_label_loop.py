@@ -205,8 +205,8 @@ def test_agreement_prints_the_kappa_the_data_card_quotes(tmp_path):
     first, second = LABELED / "provincial_pass1.jsonl", LABELED / "provincial_pass2.jsonl"
     result = CliRunner().invoke(app, ["label", "agreement", str(first), str(second)])
     expected = pass_agreement(load_labeled(first), load_labeled(second))["kappa"]
-    assert result.exit_code == 0 and f"kappa {expected:.3f}" in result.output and "kappa 0.948" in result.output
-    assert "22 units to adjudicate" in result.output
+    assert result.exit_code == 0 and f"kappa {expected:.3f}" in result.output and "kappa 0.950" in result.output
+    assert "24 units to adjudicate" in result.output
 
     records = load_labeled(LABELED / "seeds_pass2.jsonl")[:4]
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from data.labeled_units import follows_previous
+from data.labeled_units import follows_previous, model_picked
 from data.labels import LabelSet
 from models.base_encoder import ensure_base_encoder
 from models.classifier import forward_logits, softmax
@@ -122,8 +122,12 @@ def frozen_vectors(records: list[dict], config: ClassifierConfig, progress: bool
 
 
 def report_folds(records: list[dict], folds: int) -> list[list[str]]:
-    """Deal the reports into folds genre by genre, largest first, so that every fold tests each genre."""
-    sizes = Counter(r["report_id"] for r in records)
+    """Deal the reports into folds genre by genre, largest first, so that every fold tests each genre.
+
+    A report's size counts only the units that score (not ``model_picked``), so labelling picked units leaves the
+    folds as they were.
+    """
+    sizes = Counter(r["report_id"] for r in records if not model_picked(r))
     genre_of = {r["report_id"]: r["genre"] for r in records}
     count = min(folds, len(sizes))
     dealt: list[list[str]] = [[] for _ in range(count)]
@@ -133,6 +137,30 @@ def report_folds(records: list[dict], folds: int) -> list[list[str]]:
             dealt[position % count].append(report)
             position += 1
     return dealt
+
+
+def split_kind(split: str) -> str:
+    """Which of `evaluate.splits` a split belongs to: 'fold 2' → folds, 'devset', 'seeds → provincial' → cross_genre."""
+    return "folds" if split.startswith("fold ") else "devset" if split == "devset" else "cross_genre"
+
+
+def evaluation_splits(records: list[dict], folds: list[list[str]],
+                      devset: list[dict] | None) -> list[tuple[str, list[dict], list[dict]]]:
+    """Every split that `chainstage evaluate` scores, as (name, training units, test units), in its order.
+
+    The grouped folds ('fold 1', ...: each fold's reports tested by a model trained on the others), both
+    cross-genre directions ('provincial → seeds', ...), then every labelled unit → the devset ('devset').
+    Units a model picked for review (``model_picked``) train wherever their report may, and are never tested.
+    The benchmarks that rescore evaluate's folds take their splits from here too.
+    """
+    scored = [r for r in records if not model_picked(r)]
+    splits = [(f"fold {number}", [r for r in records if r["report_id"] not in held],
+               [r for r in scored if r["report_id"] in held]) for number, held in enumerate(folds, start=1)]
+    genres = sorted({r["genre"] for r in records})
+    splits += [(f"{source} → {target}", [r for r in records if r["genre"] == source],
+                [r for r in scored if r["genre"] == target])
+               for source in genres for target in genres if source != target]
+    return splits + ([("devset", records, devset)] if devset else [])
 
 
 def _score(records: list[dict], predictions: dict[str, np.ndarray], labels: LabelSet) -> dict:
@@ -173,6 +201,9 @@ def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelS
     Returns the results (metrics only, for results.json) and, apart, one row per held-out unit per split with its
     probabilities by method (`unit_probabilities`), in the order of the label set.
 
+    Units that a model picked for review (``model_picked``) join every training set their report may enter, but
+    no test set, and the folds are dealt by the other units, so adding them leaves the tests unchanged.
+
     With ``onnx`` each fold's model is also exported and scored on its held-out reports, which measures the
     export's macro-F1 cost without training the folds a second time.
     """
@@ -180,42 +211,29 @@ def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelS
     folds = report_folds(records, config.evaluate.folds)
     order: list[dict] = []
     pooled: dict[str, list[np.ndarray]] = {}
-    calibration = []
+    results: dict = {"folds": folds, "training_only_units": sum(map(model_picked, records)), "calibration": [],
+                     "cross_genre": {}}
     units: list[dict] = []
-    for number, held in enumerate(folds, start=1):
-        log.info("fold %d/%d: held-out reports %s", number, len(folds), ", ".join(held))
-        train = [r for r in records if r["report_id"] not in held]
-        test = [r for r in records if r["report_id"] in held]
-        predictions, probabilities, fold_calibration = evaluate_methods(train, test, config, labels, vectors,
-                                                                        progress, onnx)
-        calibration.append({"fold": number, "reports": held, **fold_calibration})
-        units += unit_probabilities(f"fold {number}", test, probabilities)
-        order.extend(test)
-        for method, predicted in predictions.items():
-            pooled.setdefault(method, []).append(predicted)
-    results: dict = {
-        "folds": folds,
-        "grouped": _per_genre(order, {m: np.concatenate(p) for m, p in pooled.items()}, labels),
-        "calibration": calibration,
-    }
-    genres = sorted({r["genre"] for r in records})
-    results["cross_genre"] = {}
-    for source in genres:
-        for target in genres:
-            if source == target:
-                continue
-            log.info("cross-genre: train on %s, test on %s", source, target)
-            train = [r for r in records if r["genre"] == source]
-            test = [r for r in records if r["genre"] == target]
-            predictions, probabilities, _ = evaluate_methods(train, test, config, labels, vectors, progress)
-            results["cross_genre"][f"{source} → {target}"] = _per_genre(test, predictions, labels)[target]
-            units += unit_probabilities(f"{source} → {target}", test, probabilities)
-    if devset:
-        predictions, probabilities, dev_calibration = evaluate_methods(records, devset, config, labels, vectors,
-                                                                       progress)
-        results["devset"] = {"units": len(devset), "calibration": dev_calibration,
-                             "methods": {m: v["pooled"] for m, v in _score(devset, predictions, labels).items()}}
-        units += unit_probabilities("devset", devset, probabilities)
+    for split, train, test in evaluation_splits(records, folds, devset):
+        if split_kind(split) not in config.evaluate.splits:
+            continue
+        log.info("%s: %d training units, %d test units", split, len(train), len(test))
+        grouped = split_kind(split) == "folds"
+        predictions, probabilities, calibration = evaluate_methods(train, test, config, labels, vectors, progress,
+                                                                   onnx and grouped)
+        units += unit_probabilities(split, test, probabilities)
+        if grouped:
+            held = folds[int(split.split()[1]) - 1]
+            results["calibration"].append({"fold": int(split.split()[1]), "reports": held, **calibration})
+            order.extend(test)
+            for method, predicted in predictions.items():
+                pooled.setdefault(method, []).append(predicted)
+        elif split == "devset":
+            results["devset"] = {"units": len(test), "calibration": calibration,
+                                 "methods": {m: v["pooled"] for m, v in _score(test, predictions, labels).items()}}
+        else:
+            results["cross_genre"][split] = _per_genre(test, predictions, labels)[split.split(" → ")[1]]
+    results["grouped"] = _per_genre(order, {m: np.concatenate(p) for m, p in pooled.items()}, labels)
     return results, units
 
 
@@ -240,7 +258,9 @@ def _genre_table(by_method: dict) -> list[str]:
 def results_markdown(results: dict, labels: LabelSet) -> str:
     """The results document: held-out reports by genre, cross-genre, per report, calibration, ONNX, devset."""
     lines = [f"Grouped {len(results['folds'])}-fold evaluation over reports: each report is tested by a model "
-             "trained without it (folds: " + "; ".join(", ".join(r[:12] for r in f) for f in results["folds"]) + ").",
+             "trained without it (folds: " + "; ".join(", ".join(r[:12] for r in f) for f in results["folds"]) + ")."
+             + (f" {results['training_only_units']} units that a model picked for review are trained on and never "
+                "scored." if results.get("training_only_units") else ""),
              ""]
     for genre, by_method in results["grouped"].items():
         lines += [f"### Held-out reports, genre `{genre}`", ""] + _genre_table(by_method) + [""]

@@ -21,7 +21,7 @@ from torch.utils.data import Sampler, SequentialSampler
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
 from data.errors import ConfigError
-from data.labeled_units import follows_previous, record_context
+from data.labeled_units import follows_previous, model_picked, record_context
 from data.labels import LabelSet
 from models.base_encoder import ensure_base_encoder
 from models.classifier import (
@@ -67,15 +67,21 @@ def seed_everything(seed: int) -> None:
 
 
 def split_dev(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out a stratified share of units for early stopping and calibration."""
-    if fraction <= 0 or len(records) < 10:
+    """Hold out a stratified share of units for early stopping and calibration.
+
+    The share comes from the units that sample their reports; units a model picked for review always train
+    (`model_picked`), so the dev split, and with it the temperature, stays representative.
+    """
+    picked = [record for record in records if model_picked(record)]
+    sample = [record for record in records if not model_picked(record)]
+    if fraction <= 0 or len(sample) < 10:
         return records, []
-    labels = [record["label"] for record in records]
+    labels = [record["label"] for record in sample]
     try:
-        train, dev = train_test_split(records, test_size=fraction, random_state=seed, stratify=labels)
+        train, dev = train_test_split(sample, test_size=fraction, random_state=seed, stratify=labels)
     except ValueError:  # a class too rare to stratify: fall back to a plain random split
-        train, dev = train_test_split(records, test_size=fraction, random_state=seed)
-    return list(train), list(dev)
+        train, dev = train_test_split(sample, test_size=fraction, random_state=seed)
+    return list(train) + picked, list(dev)
 
 
 def record_neighbours(records: list[dict]) -> list[str]:
