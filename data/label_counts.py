@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from data.labeled_units import load_labeled
+from data.labeled_units import load_labeled, model_picked
 from data.labels import load_labels
 
 
@@ -19,6 +19,10 @@ def counts_table(records: list[dict], names: list[str]) -> str:
     confidence = Counter(r["confidence"] for r in records)
     lines.append("")
     lines.append("confidence: " + ", ".join(f"{k} {confidence[k]}" for k in ("high", "medium", "low")))
+    picked = Counter(r["label"] for r in records if model_picked(r))
+    if picked:  # training-only units (evaluation never scores them): their share of each label is worth seeing
+        lines.append(f"picked by a model for review (trained on, never scored): {sum(picked.values())}, of them "
+                     + ", ".join(f"{n} {picked[n]}" for n in names))
     return "\n".join(lines)
 
 
