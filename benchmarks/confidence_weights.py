@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 from held_out_columns import COLUMNS, column_scores, split_group
 
-from data.labeled_units import load_labeled, load_labeled_files
+from data.labeled_units import load_labeled
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.text_member import member_probabilities
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_classifier_config(overrides=args.set)
     labels = load_labels()
-    records = load_labeled_files(config.data.labeled_files)
+    records = config.data.records()
     devset = load_labeled(config.evaluate.devset)
     vectors = frozen_vectors(records + devset, config, progress=False)
     splits: dict[str, list[tuple[list[dict], list[dict]]]] = {}

@@ -19,7 +19,7 @@ import json
 import numpy as np
 from held_out_columns import COLUMNS, column_scores, split_group
 
-from data.labeled_units import load_labeled, load_labeled_files
+from data.labeled_units import load_labeled
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.text_member import combine
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_classifier_config()
     labels = load_labels()
-    labelled = load_labeled_files(config.data.labeled_files) + load_labeled(config.evaluate.devset)
+    labelled = config.data.records() + load_labeled(config.evaluate.devset)
     records = {r["unit_id"]: r for r in labelled}
     runs = [read_run(path) for path in args.runs]
     keys = list(runs[0])

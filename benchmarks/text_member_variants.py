@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from data.labeled_units import load_labeled, load_labeled_files
+from data.labeled_units import load_labeled
 from data.labels import load_labels
 from models.classifier_config import load_classifier_config
 from models.text_member import combine, member_probabilities
@@ -115,7 +115,7 @@ def main() -> None:
     config = load_classifier_config(overrides=args.set)
     labels = load_labels()
     k, seed, weight = len(labels.names), config.train.seed, config.ensemble.neighbour_weight
-    records = with_neighbour_text(load_labeled_files(config.data.labeled_files))
+    records = with_neighbour_text(config.data.records())
     devset = with_neighbour_text(load_labeled(config.evaluate.devset))
     encoder: dict[tuple[str, str], np.ndarray] = {}
     if args.predictions:

@@ -40,14 +40,17 @@ def load_labeled(path: str | Path) -> list[dict[str, Any]]:
     return read_records(path, REQUIRED_FIELDS, "labelled data file")
 
 
-def load_labeled_files(paths: list[str] | list[Path]) -> list[dict[str, Any]]:
+def load_labeled_files(paths: list[str] | list[Path], *, picked_units: bool) -> list[dict[str, Any]]:
     """Read several labelled files into one list; each record's ``genre`` is its file's stem unless it names one.
 
-    One file per genre (seeds.jsonl, provincial.jsonl) is what lets evaluation test across genres.
+    One file per genre (seeds.jsonl, provincial.jsonl) is what lets evaluation test across genres. Without
+    ``picked_units`` the units that a model picked for review (``model_picked``) are left out.
     """
     records = []
     for path in paths:
         for record in load_labeled(path):
+            if model_picked(record) and not picked_units:
+                continue
             record.setdefault("genre", Path(path).stem)
             records.append(record)
     duplicated = len(records) - len({record["unit_id"] for record in records})

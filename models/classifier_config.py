@@ -8,6 +8,7 @@ from typing import Literal
 
 from data.configuration import config_path, load_config
 from data.errors import ConfigError
+from data.labeled_units import load_labeled_files
 from models.folder_layout import TRAINING_CONFIG_FILE
 
 EVALUATION_SPLITS = ("folds", "cross_genre", "devset")  # the kinds of split that `chainstage evaluate` runs
@@ -16,11 +17,16 @@ EVALUATION_SPLITS = ("folds", "cross_genre", "devset")  # the kinds of split tha
 @dataclass(frozen=True)
 class DataSection:
     labeled: list[str] | str  # a single path: model folders saved before there was one file per genre
+    picked_units: bool
     dev_fraction: float
 
     @property
     def labeled_files(self) -> list[str]:
         return [self.labeled] if isinstance(self.labeled, str) else list(self.labeled)
+
+    def records(self) -> list[dict]:
+        """The labelled units that training and evaluation read: every file's, less the picked ones if so set."""
+        return load_labeled_files(self.labeled_files, picked_units=self.picked_units)
 
 
 @dataclass(frozen=True)

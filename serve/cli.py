@@ -66,7 +66,6 @@ def train(
 
     Example: `chainstage train configs/classifier.yaml --set train.epochs=3 -o runs/try`
     """
-    from data.labeled_units import load_labeled_files
     from data.labels import load_labels
     from models.classifier_config import load_classifier_config
     from training.model_folder import train_and_save
@@ -76,7 +75,7 @@ def train(
     if default and is_model_folder(folder):
         Console().print(f"default model already trained: {folder}")
         return
-    folder = train_and_save(cfg, load_labels(), load_labeled_files(cfg.data.labeled_files), folder)
+    folder = train_and_save(cfg, load_labels(), cfg.data.records(), folder)
     Console().print(f"model folder: {folder}")
     if default:
         _export_default_model(folder)
@@ -117,7 +116,7 @@ def evaluate(
     """
     import json
 
-    from data.labeled_units import load_labeled, load_labeled_files
+    from data.labeled_units import load_labeled
     from data.labels import load_labels
     from models.classifier_config import load_classifier_config
     from training.crossval import cross_validate, results_markdown
@@ -125,7 +124,7 @@ def evaluate(
     cfg = load_classifier_config(config, overrides)
     labels = load_labels()
     devset = load_labeled(cfg.evaluate.devset) if cfg.evaluate.devset else None
-    results, units = cross_validate(load_labeled_files(cfg.data.labeled_files), cfg, labels, devset=devset,
+    results, units = cross_validate(cfg.data.records(), cfg, labels, devset=devset,
                                     onnx=onnx)
     results["command"] = " ".join(["chainstage", *sys.argv[1:]])
     output = Path(cfg.evaluate.output_dir)

@@ -167,7 +167,7 @@ def test_ensemble_is_the_renormalised_geometric_mean():
 
 
 def _two_genres() -> list[dict]:
-    seeds = load_labeled_files([ROOT / "data/labeled/seeds.jsonl"])
+    seeds = load_labeled_files([ROOT / "data/labeled/seeds.jsonl"], picked_units=True)
     provincial = [{**r, "genre": "provincial"} for r in load_labeled(ROOT / "data/labeled/devset.jsonl")]
     return [r for r in seeds if r["report_id"][:3] in ("000", "001", "003")] + provincial
 
@@ -204,6 +204,9 @@ def test_units_a_model_picked_train_wherever_their_report_may_but_never_score():
         assert not any(map(model_picked, test)) and {r["unit_id"] for r in test} <= scored_ids | {
             r["unit_id"] for r in sample[:40]}
         assert [r for r in train if model_picked(r)] == [r for r in picked if may_train[name](r)]
+    provincial = [ROOT / "data/labeled/provincial.jsonl"]
+    every, sampled = (load_labeled_files(provincial, picked_units=keep) for keep in (True, False))
+    assert not any(map(model_picked, sampled)) and len(every) - len(sampled) == sum(map(model_picked, every)) > 0
     train, dev = split_dev(records, 0.15, 13)
     assert all(r in train for r in picked) and not any(model_picked(r) for r in dev)
     assert dev == split_dev([r for r in records if not model_picked(r)], 0.15, 13)[1]  # the same dev units
