@@ -20,8 +20,8 @@ def counts_table(records: list[dict], names: list[str]) -> str:
     lines.append("")
     lines.append("confidence: " + ", ".join(f"{k} {confidence[k]}" for k in ("high", "medium", "low")))
     picked = Counter(r["label"] for r in records if model_picked(r))
-    if picked:  # training-only units (evaluation never scores them): their share of each label is worth seeing
-        lines.append(f"picked by a model for review (trained on, never scored): {sum(picked.values())}, of them "
+    if picked:  # units evaluation never scores: their share of each label is worth seeing
+        lines.append(f"picked by a model for review (never scored): {sum(picked.values())}, of them "
                      + ", ".join(f"{n} {picked[n]}" for n in names))
     return "\n".join(lines)
 
