@@ -62,9 +62,9 @@ def load_labeled_files(paths: list[str] | list[Path], *, picked_units: bool) -> 
 def model_picked(record: dict[str, Any]) -> bool:
     """Whether a model chose this unit for review (`chainstage label export` by uncertainty, margin or diverse).
 
-    Such units are the ones that model found hard, not a sample of their report: they train, but never score in a
-    test fold or the dev split, which would then overweight what the picking model got wrong. Units chosen by
-    passage or at random carry no strategy, or "random".
+    Such units are the ones that model found hard, not a sample of their report: they may train
+    (``data.picked_units``), but never score in a test fold or the dev split, which would then overweight what the
+    picking model got wrong. Units chosen by passage or at random carry no strategy, or "random".
     """
     return record.get("strategy") not in (None, "", "random")
 

@@ -124,8 +124,7 @@ def evaluate(
     cfg = load_classifier_config(config, overrides)
     labels = load_labels()
     devset = load_labeled(cfg.evaluate.devset) if cfg.evaluate.devset else None
-    results, units = cross_validate(cfg.data.records(), cfg, labels, devset=devset,
-                                    onnx=onnx)
+    results, units = cross_validate(cfg.data.records(), cfg, labels, devset=devset, onnx=onnx)
     results["command"] = " ".join(["chainstage", *sys.argv[1:]])
     output = Path(cfg.evaluate.output_dir)
     output.mkdir(parents=True, exist_ok=True)

@@ -215,20 +215,20 @@ def cross_validate(records: list[dict], config: ClassifierConfig, labels: LabelS
                      "cross_genre": {}}
     units: list[dict] = []
     for split, train, test in evaluation_splits(records, folds, devset):
-        if split_kind(split) not in config.evaluate.splits:
+        kind = split_kind(split)
+        if kind not in config.evaluate.splits:
             continue
         log.info("%s: %d training units, %d test units", split, len(train), len(test))
-        grouped = split_kind(split) == "folds"
         predictions, probabilities, calibration = evaluate_methods(train, test, config, labels, vectors, progress,
-                                                                   onnx and grouped)
+                                                                   onnx and kind == "folds")
         units += unit_probabilities(split, test, probabilities)
-        if grouped:
-            held = folds[int(split.split()[1]) - 1]
-            results["calibration"].append({"fold": int(split.split()[1]), "reports": held, **calibration})
+        if kind == "folds":
+            number = int(split.split()[1])
+            results["calibration"].append({"fold": number, "reports": folds[number - 1], **calibration})
             order.extend(test)
             for method, predicted in predictions.items():
                 pooled.setdefault(method, []).append(predicted)
-        elif split == "devset":
+        elif kind == "devset":
             results["devset"] = {"units": len(test), "calibration": calibration,
                                  "methods": {m: v["pooled"] for m, v in _score(test, predictions, labels).items()}}
         else:
