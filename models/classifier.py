@@ -79,10 +79,18 @@ def build_classifier(base: str, head: str, id2label: dict[int, str], dropout: fl
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
     )
-    if head == "mean":
-        config.architectures = ["MeanPoolingClassifier"]
-        return MeanPoolingClassifier.from_pretrained(base, config=config)
-    model, info = AutoModelForSequenceClassification.from_pretrained(base, config=config, output_loading_info=True)
+    # the head is new by design, so transformers' load report (a table of "MISSING" keys and a warning to train)
+    # would only alarm whoever runs `make run`; real loading errors still raise
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        if head == "mean":
+            config.architectures = ["MeanPoolingClassifier"]
+            return MeanPoolingClassifier.from_pretrained(base, config=config)
+        model, info = AutoModelForSequenceClassification.from_pretrained(base, config=config,
+                                                                         output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if any(key.endswith("pooler.dense.weight") for key in info["missing_keys"]):
         # e5 was trained with mean pooling and ships no pooler: a random pooler would scramble the [CLS] vector,
         # while an identity pooler passes tanh([CLS]) through, which is as separable as [CLS] itself

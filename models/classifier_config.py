@@ -61,6 +61,8 @@ class TrainSection:
     average_from: float
     layer_decay: float
     majority_share: float
+    rdrop: float
+    precision: Literal["auto", "fp32", "bf16"]
     threads: int
 
 
@@ -126,6 +128,8 @@ class ClassifierConfig:
         if any(weight < 0 for weight in self.train.confidence_weights.values()):
             value = self.train.confidence_weights
             raise ConfigError(f"config key 'train.confidence_weights' must hold weights >= 0, got {value}")
+        if self.train.rdrop < 0:
+            raise ConfigError(f"config key 'train.rdrop' must be >= 0, got {self.train.rdrop}")
         if not 0 <= self.train.wise_ft <= 1:
             raise ConfigError(f"config key 'train.wise_ft' must be in [0, 1], got {self.train.wise_ft}")
         for key, value in (("model.max_length", self.model.max_length), ("train.epochs", self.train.epochs),

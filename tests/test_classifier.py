@@ -438,6 +438,62 @@ def test_layer_decay_gives_each_layer_a_lower_rate_than_the_one_above(tiny_base,
         tiny_config(tiny_base, "train.layer_decay=0")
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_bf16_precision_runs_training_steps_in_bf16_and_keeps_fp32_weights(tiny_base, small_records, tmp_path,
+                                                                           monkeypatch, precision):
+    """train.precision=bf16 computes the training steps' matrix products in bf16 (autocast); fp32 never does. The
+    weights that calibration, the folder and the export see stay fp32 either way."""
+    import training.train as train_module
+    from models.classifier import build_classifier
+
+    seen: set[torch.dtype] = set()
+
+    def watched_classifier(*args, **kwargs) -> torch.nn.Module:
+        model = build_classifier(*args, **kwargs)
+        query = model.base_model.encoder.layer[0].attention.self.query
+        query.register_forward_hook(lambda module, _, output: seen.add(output.dtype) if module.training else None)
+        return model
+
+    monkeypatch.setattr(train_module, "build_classifier", watched_classifier)
+    config = tiny_config(tiny_base, f"train.precision={precision}")
+    fitted = train_module.fit_classifier(small_records, config, load_labels(), tmp_path, progress=False)
+    assert seen == ({torch.bfloat16} if precision == "bf16" else {torch.float32})
+    assert {tensor.dtype for tensor in fitted.model.state_dict().values() if tensor.is_floating_point()} == {
+        torch.float32}
+    assert np.isfinite(fitted.dev_logits).all() and fitted.dev_logits.dtype == np.float32
+    with pytest.raises(ConfigError, match="train.precision"):
+        tiny_config(tiny_base, "train.precision=fp16")
+
+
+def test_rdrop_adds_the_divergence_between_two_dropout_passes(tiny_base, small_records, tmp_path):
+    """Without dropout both passes agree and R-Drop's loss is the plain cross-entropy; with dropout the divergence
+    term is positive and grows linearly with train.rdrop. A model trains with it."""
+    from transformers import TrainingArguments
+
+    from models.classifier import build_classifier, load_tokenizer
+    from training.train import _WeightedTrainer, fit_classifier
+
+    labels = load_labels()
+    args = TrainingArguments(output_dir=str(tmp_path / "loss"), use_cpu=True, report_to=[])
+    batch = dict(load_tokenizer(str(tiny_base))(["加强基础研究", "引进高层次人才团队"], padding=True,
+                                                return_tensors="pt"))
+
+    def loss(dropout: float, rdrop: float) -> float:
+        torch.manual_seed(0)
+        model = build_classifier(str(tiny_base), "pooler", labels.id2label, dropout).train()
+        trainer = _WeightedTrainer(model=model, args=args, class_weights=None, layer_decay=1.0, rdrop=rdrop)
+        torch.manual_seed(1)
+        return trainer.compute_loss(model, {**batch, "labels": torch.tensor([0, 3])}).item()
+
+    assert loss(0.0, 1.0) == pytest.approx(loss(0.0, 0.0), rel=1e-5)
+    one, two, three = loss(0.3, 1.0), loss(0.3, 2.0), loss(0.3, 3.0)
+    assert two > one and three - two == pytest.approx(two - one, rel=1e-3)
+    fitted = fit_classifier(small_records, tiny_config(tiny_base, "train.rdrop=1"), labels, tmp_path, progress=False)
+    assert fitted.epochs_run > 0
+    with pytest.raises(ConfigError, match="train.rdrop"):
+        tiny_config(tiny_base, "train.rdrop=-1")
+
+
 def test_majority_share_draws_a_fresh_share_of_the_most_frequent_label_each_epoch(tiny_base, small_records, tmp_path):
     """train.majority_share=0.4 on the seed labels: every epoch holds each unit of the other labels once and 40 % of
     the majority label's, drawn anew, in length-grouped batches; the majority's loss weight rises by 1 / 0.4."""
