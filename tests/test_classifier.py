@@ -421,7 +421,7 @@ def test_layer_decay_gives_each_layer_a_lower_rate_than_the_one_above(tiny_base,
     model = build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1)
     args = TrainingArguments(output_dir=str(tmp_path / "optimizer"), learning_rate=1e-4, weight_decay=0.01,
                              use_cpu=True, report_to=[])
-    trainer = _WeightedTrainer(model=model, args=args, class_weights=None, layer_decay=0.5)
+    trainer = _WeightedTrainer(model=model, args=args, class_weights=None, layer_decay=0.5, rdrop=0)
     groups = trainer.create_optimizer().param_groups
     rate = {id(p): group["lr"] for group in groups for p in group["params"]}
     named = dict(model.named_parameters())
@@ -531,7 +531,8 @@ def test_majority_share_draws_a_fresh_share_of_the_most_frequent_label_each_epoc
                              report_to=[])
     dataset = Dataset.from_dict({"input_ids": [[0, 5, 2]] * len(ids), "labels": ids})
     trainer = _WeightedTrainer(model=build_classifier(str(tiny_base), "pooler", labels.id2label, 0.1), args=args,
-                               train_dataset=dataset, class_weights=adjusted, layer_decay=1.0, train_sampler=sampler)
+                               train_dataset=dataset, class_weights=adjusted, layer_decay=1.0, rdrop=0,
+                               train_sampler=sampler)
     assert len(trainer.get_train_dataloader()) == -(-len(sampler) // 16)
     fitted = fit_classifier(small_records, tiny_config(tiny_base, "train.majority_share=0.5"), labels, tmp_path,
                             progress=False)
@@ -561,13 +562,10 @@ def test_confidence_weights_weigh_each_units_loss_and_the_text_member(tiny_base,
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]])
     labels = torch.tensor([0, 1, 0])
     trainer = SimpleNamespace(class_weights=torch.tensor([0.5, 2.0]))
-    model = lambda **inputs: SimpleNamespace(logits=inputs["logits"])  # noqa: E731
 
     def loss(rows: list[int], unit_weight: list[float] | None) -> torch.Tensor:
-        inputs = {"logits": logits[rows], "labels": labels[rows]}
-        if unit_weight is not None:
-            inputs["unit_weight"] = torch.tensor(unit_weight)
-        return _WeightedTrainer.compute_loss(trainer, model, inputs)
+        weight = torch.tensor(unit_weight) if unit_weight is not None else None
+        return _WeightedTrainer._cross_entropy(trainer, logits[rows], labels[rows], weight)
 
     assert torch.allclose(loss([0, 1, 2], [1.0, 1.0, 1.0]), loss([0, 1, 2], None))
     assert torch.allclose(loss([0, 1, 2], [1.0, 1.0, 0.0]), loss([0, 1], None))

@@ -130,7 +130,7 @@ class _WeightedTrainer(Trainer):
     optionally its own training sampler (``train.majority_share``)."""
 
     def __init__(self, *args: Any, class_weights: torch.Tensor | None, layer_decay: float,
-                 train_sampler: MajorityShareSampler | None = None, rdrop: float = 0.0, **kwargs: Any) -> None:
+                 rdrop: float, train_sampler: MajorityShareSampler | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
         self.rdrop = rdrop
@@ -298,7 +298,8 @@ def class_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:
 
 def bf16_steps(precision: str) -> bool:
     """Whether training steps run under bf16 autocast. Where the CPU multiplies bf16 natively (AVX512-BF16 or AMX)
-    a step of e5-small takes about 0.6 of its fp32 time; elsewhere bf16 is emulated and slower, so `auto` asks."""
+    a step of e5-small takes about two thirds of its fp32 time; elsewhere bf16 is emulated and slower, so `auto`
+    asks. Off by default: it cost accuracy on held-out reports (docs/classifier.md)."""
     if precision != "auto":
         return precision == "bf16"
     if torch.cuda.is_available():
