@@ -7,6 +7,7 @@ it needs this module to load, which is why the config records which head a folde
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -24,6 +25,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
+
+log = logging.getLogger(__name__)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -80,17 +83,22 @@ def build_classifier(base: str, head: str, id2label: dict[int, str], dropout: fl
         attention_probs_dropout_prob=dropout,
     )
     # the head is new by design, so transformers' load report (a table of "MISSING" keys and a warning to train)
-    # would only alarm whoever runs `make run`; real loading errors still raise
+    # would only alarm whoever runs `make run`; weights of the encoder itself that are missing or unknown are still
+    # reported, below, and loading errors still raise
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
         if head == "mean":
             config.architectures = ["MeanPoolingClassifier"]
-            return MeanPoolingClassifier.from_pretrained(base, config=config)
-        model, info = AutoModelForSequenceClassification.from_pretrained(base, config=config,
-                                                                         output_loading_info=True)
+        cls = MeanPoolingClassifier if head == "mean" else AutoModelForSequenceClassification
+        model, info = cls.from_pretrained(base, config=config, output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
+    surprises = sorted(key for key in [*info["missing_keys"], *info["unexpected_keys"]]
+                       if not key.startswith("classifier.") and "pooler." not in key)
+    if surprises:
+        log.warning("%s: the base encoder lacks or does not know these weights, which start random or are "
+                    "dropped: %s", base, ", ".join(surprises))
     if any(key.endswith("pooler.dense.weight") for key in info["missing_keys"]):
         # e5 was trained with mean pooling and ships no pooler: a random pooler would scramble the [CLS] vector,
         # while an identity pooler passes tanh([CLS]) through, which is as separable as [CLS] itself

@@ -388,6 +388,32 @@ def test_fit_averages_weights_and_refits_the_member_on_every_unit(tiny_base, sma
         tiny_config(tiny_base, "train.average_from=1.5")
 
 
+def test_building_a_classifier_reports_missing_encoder_weights_but_not_the_new_head(tiny_base, tmp_path, caplog):
+    """The head (and e5's absent pooler) start new by design and go unreported; a base folder that lacks a weight of
+    the encoder itself is named in a warning, for both heads."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from models.classifier import build_classifier
+
+    labels = load_labels()
+    for head in ("pooler", "mean"):
+        build_classifier(str(tiny_base), head, labels.id2label, 0.1)
+    assert not caplog.records
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_base, damaged)
+    weights = load_file(damaged / "model.safetensors")
+    name = next(key for key in weights if key.endswith("layer.0.output.dense.weight"))
+    save_file({key: value for key, value in weights.items() if key != name}, damaged / "model.safetensors",
+              metadata={"format": "pt"})
+    for head in ("pooler", "mean"):
+        caplog.clear()
+        build_classifier(str(damaged), head, labels.id2label, 0.1)
+        assert [record.levelname for record in caplog.records] == ["WARNING"]
+        assert "layer.0.output.dense.weight" in caplog.text and str(damaged) in caplog.text
+
+
 def test_frozen_layers_stay_pretrained_and_the_layers_above_train(tiny_base, small_records, tmp_path):
     """model.frozen_layers=1 keeps the embeddings block and layer 0 of the tiny encoder as pretrained; layer 1 and
     the head still learn."""
