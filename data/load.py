@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from data.errors import ConfigError
 from data.normalize import normalize_text
 from data.read import check_chinese, read_report
 from data.reading_config import ReadingConfig
@@ -21,3 +23,13 @@ def report_from_text(text: str, config: ReadingConfig, report_id: str = "text") 
     """Segment a report given as a string (notebooks, tests)."""
     check_chinese(text, report_id, config)
     return segment_report(normalize_text(text, config), report_id, "<text>", config)
+
+
+def find_report_file(report_id: str, report_dirs: Sequence[str], config_key: str) -> Path:
+    """``<report_id>.txt`` in exactly one of ``report_dirs`` (the folders that config key lists)."""
+    found = [Path(folder) / f"{report_id}.txt" for folder in report_dirs
+             if (Path(folder) / f"{report_id}.txt").is_file()]
+    if len(found) != 1:
+        where = "none" if not found else "more than one"
+        raise ConfigError(f"report '{report_id}' is in {where} of {config_key} ({', '.join(report_dirs)})")
+    return found[0]

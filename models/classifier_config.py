@@ -67,6 +67,17 @@ class TrainSection:
 
 
 @dataclass(frozen=True)
+class AdaptSection:
+    steps: int
+    head_steps: int
+    head_learning_rate: float
+    learning_rate: float
+    batch_size: int
+    mask_probability: float
+    report_dirs: list[str]
+
+
+@dataclass(frozen=True)
 class CalibrationSection:
     max_iter: int
     ece_bins: int
@@ -101,6 +112,7 @@ class ClassifierConfig:
     data: DataSection
     model: ModelSection
     train: TrainSection
+    adapt: AdaptSection
     calibration: CalibrationSection
     predict: PredictSection
     ensemble: EnsembleSection
@@ -130,10 +142,16 @@ class ClassifierConfig:
             raise ConfigError(f"config key 'train.confidence_weights' must hold weights >= 0, got {value}")
         if self.train.rdrop < 0:
             raise ConfigError(f"config key 'train.rdrop' must be >= 0, got {self.train.rdrop}")
+        if not 0 < self.adapt.mask_probability < 1:
+            value = self.adapt.mask_probability
+            raise ConfigError(f"config key 'adapt.mask_probability' must be in (0, 1), got {value}")
+        for key, value in (("adapt.steps", self.adapt.steps), ("adapt.head_steps", self.adapt.head_steps)):
+            if value < 0:
+                raise ConfigError(f"config key '{key}' must be >= 0, got {value}")
         if not 0 <= self.train.wise_ft <= 1:
             raise ConfigError(f"config key 'train.wise_ft' must be in [0, 1], got {self.train.wise_ft}")
         for key, value in (("model.max_length", self.model.max_length), ("train.epochs", self.train.epochs),
-                           ("train.batch_size", self.train.batch_size)):
+                           ("train.batch_size", self.train.batch_size), ("adapt.batch_size", self.adapt.batch_size)):
             if value < 1:
                 raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
         if self.model.frozen_layers < 0:

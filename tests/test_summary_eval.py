@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from data.errors import ConfigError
-from data.load import load_report
+from data.load import find_report_file, load_report
 from models.summarizer_config import load_summarizer_config
 from training.summary_eval import (
     CharTokenizer,
     EvalSection,
     evaluate_summaries,
-    find_report_file,
     lead_summary,
     load_references,
     oracle_summary,
@@ -69,7 +68,8 @@ def test_baselines_and_oracle_keep_the_budget_and_the_order(config):
 def test_every_reference_still_matches_its_section(config, reading_config):
     references = load_references(REFERENCES)
     dirs = [str(ROOT / folder) for folder in config.evaluation.report_dirs]
-    files = {rid: find_report_file(rid, dirs) for rid in {r["report_id"] for r in references}}
+    files = {rid: find_report_file(rid, dirs, "evaluation.report_dirs")
+             for rid in {r["report_id"] for r in references}}
     reports = {rid: load_report(path, reading_config) for rid, path in files.items()}
     corpus = [r for r in references if files[r["report_id"]].parent.name == "provincial-2026"]
     assert len(references) - len(corpus) == 50 and len({r["report_id"] for r in references}) - 5 >= 4
@@ -102,12 +102,13 @@ def test_a_report_is_found_in_exactly_one_folder(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "r1.txt").write_text("报告", encoding="utf-8")
-    assert find_report_file("r1", [str(tmp_path / "a"), str(tmp_path / "b")]) == tmp_path / "a" / "r1.txt"
-    with pytest.raises(ConfigError, match="'r2' .* is in none of evaluation.report_dirs"):
-        find_report_file("r2", [str(tmp_path / "a")])
+    both = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert find_report_file("r1", both, "evaluation.report_dirs") == tmp_path / "a" / "r1.txt"
+    with pytest.raises(ConfigError, match="'r2' is in none of evaluation.report_dirs"):
+        find_report_file("r2", [str(tmp_path / "a")], "evaluation.report_dirs")
     (tmp_path / "b" / "r1.txt").write_text("报告", encoding="utf-8")
     with pytest.raises(ConfigError, match="more than one"):
-        find_report_file("r1", [str(tmp_path / "a"), str(tmp_path / "b")])
+        find_report_file("r1", both, "evaluation.report_dirs")
 
 
 def test_reference_file_errors_name_the_file(tmp_path):

@@ -24,7 +24,7 @@ from rouge_score import rouge_scorer
 
 from data.errors import ConfigError
 from data.labeled_units import read_records
-from data.load import load_report
+from data.load import find_report_file, load_report
 from data.reading_config import load_reading_config
 from data.segment import Report, Unit
 from models.section_lookup import has_several_parts
@@ -99,17 +99,6 @@ def reference_section_units(report: Report, reference: dict[str, Any]) -> list[U
     raise ConfigError(f"{report.source}: no section {' / '.join(reference['section_path'])} (named in the references)")
 
 
-def find_report_file(report_id: str, report_dirs: Sequence[str]) -> Path:
-    """``<report_id>.txt`` in exactly one of ``report_dirs``."""
-    found = [Path(folder) / f"{report_id}.txt" for folder in report_dirs
-             if (Path(folder) / f"{report_id}.txt").is_file()]
-    if len(found) != 1:
-        where = "none" if not found else "more than one"
-        raise ConfigError(f"report '{report_id}' (named in the references) is in {where} of "
-                          f"evaluation.report_dirs ({', '.join(report_dirs)})")
-    return found[0]
-
-
 def load_eval_sections(config: SummarizerConfig, model: str | Path | None = None,
                        progress: bool = True) -> tuple[list[EvalSection], str]:
     """Reference sections with unit vectors from one pass per report: the classifier folder's embeddings and
@@ -117,7 +106,8 @@ def load_eval_sections(config: SummarizerConfig, model: str | Path | None = None
     settings = config.evaluation
     references = load_references(settings.references)
     reading = load_reading_config()
-    files = {rid: find_report_file(rid, settings.report_dirs) for rid in sorted({r["report_id"] for r in references})}
+    files = {rid: find_report_file(rid, settings.report_dirs, "evaluation.report_dirs")
+             for rid in sorted({r["report_id"] for r in references})}
     reports = {rid: load_report(path, reading) for rid, path in files.items()}
     vectors: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     if model is not None:

@@ -38,6 +38,7 @@ from models.document_context import neighbour_texts
 from models.text_member import combine, member_probabilities
 from training.baselines import fit_text_member
 from training.calibration import calibrate_temperature
+from training.domain_adaptation import adapt_encoder, training_report_texts
 from training.linear_probe import head_features, warm_start_head
 from training.sampling import MajorityShareSampler
 
@@ -315,6 +316,10 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     torch.set_num_threads(config.train.threads)
     base = ensure_base_encoder(config.model.base)
     tokenizer = load_tokenizer(base)
+    if config.adapt.steps:
+        base = adapt_encoder(base, training_report_texts(records, config.adapt.report_dirs), config,
+                             work_dir / "adapt", progress)
+        seed_everything(config.train.seed)  # fine-tuning then draws what it would have drawn without adaptation
     model = build_classifier(base, config.model.head, labels.id2label, config.model.dropout)
     if config.model.freeze_embeddings:
         freeze_word_embeddings(model)
