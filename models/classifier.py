@@ -8,7 +8,8 @@ it needs this module to load, which is why the config records which head a folde
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,6 +73,27 @@ class MeanPoolingClassifier(BertPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=states)
 
 
+def load_pretrained_quietly(cls: Any, base: str, is_new: Callable[[str], bool],
+                            **kwargs: Any) -> tuple[nn.Module, dict[str, list[str]]]:
+    """``cls.from_pretrained(base)`` with its loading information, without transformers' load report.
+
+    The report is a table of "MISSING" keys and a warning to train, about a head that is new by design (``is_new``
+    tells its keys), so it would only alarm whoever runs `make run`. Weights of the encoder itself that the base
+    lacks or does not know are still named, in one warning, and loading errors still raise.
+    """
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = cls.from_pretrained(base, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    surprises = sorted(key for key in [*info["missing_keys"], *info["unexpected_keys"]] if not is_new(key))
+    if surprises:
+        log.warning("%s: the base encoder lacks or does not know these weights, which start random or are "
+                    "dropped: %s", base, ", ".join(surprises))
+    return model, info
+
+
 def build_classifier(base: str, head: str, id2label: dict[int, str], dropout: float) -> nn.Module:
     """A fresh classifier on top of a pretrained encoder folder (the head is newly initialised)."""
     config = AutoConfig.from_pretrained(
@@ -82,23 +104,11 @@ def build_classifier(base: str, head: str, id2label: dict[int, str], dropout: fl
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
     )
-    # the head is new by design, so transformers' load report (a table of "MISSING" keys and a warning to train)
-    # would only alarm whoever runs `make run`; weights of the encoder itself that are missing or unknown are still
-    # reported, below, and loading errors still raise
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        if head == "mean":
-            config.architectures = ["MeanPoolingClassifier"]
-        cls = MeanPoolingClassifier if head == "mean" else AutoModelForSequenceClassification
-        model, info = cls.from_pretrained(base, config=config, output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    surprises = sorted(key for key in [*info["missing_keys"], *info["unexpected_keys"]]
-                       if not key.startswith("classifier.") and "pooler." not in key)
-    if surprises:
-        log.warning("%s: the base encoder lacks or does not know these weights, which start random or are "
-                    "dropped: %s", base, ", ".join(surprises))
+    if head == "mean":
+        config.architectures = ["MeanPoolingClassifier"]
+    cls = MeanPoolingClassifier if head == "mean" else AutoModelForSequenceClassification
+    model, info = load_pretrained_quietly(cls, base, lambda key: key.startswith("classifier.") or "pooler." in key,
+                                          config=config)
     if any(key.endswith("pooler.dense.weight") for key in info["missing_keys"]):
         # e5 was trained with mean pooling and ships no pooler: a random pooler would scramble the [CLS] vector,
         # while an identity pooler passes tanh([CLS]) through, which is as separable as [CLS] itself

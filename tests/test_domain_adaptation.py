@@ -6,13 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from data.errors import ConfigError
 from data.labeled_units import load_labeled
 from data.labels import load_labels
 from data.load import load_report
-from models.classifier import build_classifier
+from models.classifier import build_classifier, load_tokenizer
 from models.classifier_config import load_classifier_config
 from training.domain_adaptation import adapt_encoder, training_report_texts
 from training.train import fit_classifier
@@ -55,16 +55,27 @@ def test_the_head_learns_alone_first_then_the_encoder_but_never_the_word_embeddi
                                                                                      tmp_path, caplog):
     texts = training_report_texts(seed_records, [str(ROOT / "seeds")])
     start = load_file(tiny_base / "model.safetensors")
-    head_only = adapt_encoder(str(tiny_base), texts, adapt_config(tiny_base, ROOT / "seeds", "adapt.steps=0",
-                                                                  "adapt.head_steps=4"), tmp_path / "a", False)
+    tokenizer = load_tokenizer(str(tiny_base))
+
+    def adapt(*steps: str, base: Path = tiny_base, out: str) -> str:
+        return adapt_encoder(str(base), tokenizer, texts, adapt_config(tiny_base, ROOT / "seeds", *steps),
+                             tmp_path / out, False)
+
+    head_only = adapt("adapt.steps=0", "adapt.head_steps=4", out="a")
     assert all((load_file(Path(head_only) / "model.safetensors")[k] == v).all() for k, v in start.items())
-    adapted = adapt_encoder(str(tiny_base), texts, adapt_config(tiny_base, ROOT / "seeds", "adapt.steps=4",
-                                                                "adapt.head_steps=2"), tmp_path / "b", False)
+    adapted = adapt("adapt.steps=4", "adapt.head_steps=2", out="b")
+    assert not caplog.records  # the new language-model head goes unreported
     weights = load_file(Path(adapted) / "model.safetensors")
     assert set(weights) == set(start)  # the encoder alone, as the base was: no language-model head
     changed = {k for k, v in start.items() if not (weights[k] == v).all()}
     assert any("layer.1." in k for k in changed) and any("layer.0." in k for k in changed)
     assert not any("word_embeddings" in k for k in changed)
+    damaged = tmp_path / "damaged"  # a base without one encoder weight is named, as build_classifier names it
+    shutil.copytree(tiny_base, damaged)
+    name = next(key for key in start if key.endswith("layer.0.output.dense.weight"))
+    save_file({k: v for k, v in start.items() if k != name}, damaged / "model.safetensors", metadata={"format": "pt"})
+    adapt("adapt.steps=0", "adapt.head_steps=0", base=damaged, out="c")
+    assert [record.levelname for record in caplog.records] == ["WARNING"] and "layer.0.output.dense" in caplog.text
     caplog.clear()
     build_classifier(adapted, "pooler", load_labels().id2label, 0.1)
     assert not caplog.records  # a base like any other: nothing missing, nothing unknown

@@ -13,12 +13,17 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments
-from transformers.utils import logging as hf_logging
+from transformers import (
+    AutoModelForMaskedLM,
+    DataCollatorForLanguageModeling,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
 
 from data.load import find_report_file, load_report
 from data.reading_config import load_reading_config
-from models.classifier import encode_inputs, freeze_word_embeddings, load_tokenizer
+from models.classifier import encode_inputs, freeze_word_embeddings, load_pretrained_quietly
 from models.classifier_config import ClassifierConfig
 
 log = logging.getLogger(__name__)
@@ -71,20 +76,15 @@ def _train(model: torch.nn.Module, dataset: Dataset, collator: Any, steps: int, 
     _MaskedPositionsTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator).train()
 
 
-def adapt_encoder(base: str, texts: list[str], config: ClassifierConfig, work_dir: Path, progress: bool) -> str:
+def adapt_encoder(base: str, tokenizer: PreTrainedTokenizerBase, texts: list[str], config: ClassifierConfig,
+                  work_dir: Path, progress: bool) -> str:
     """Masked-language modelling of ``texts`` on the encoder in ``base``; returns the adapted encoder's folder.
 
     e5 ships no language-model head, so a new one first learns alone for ``adapt.head_steps`` (its random start
     would otherwise send noise into the encoder), then the encoder learns with it for ``adapt.steps``. The word
     embeddings stay frozen, as in fine-tuning, and the head's output matrix is tied to them.
     """
-    tokenizer = load_tokenizer(base)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the language-model head is new by design; its load report would only alarm
-    try:
-        model = AutoModelForMaskedLM.from_pretrained(base)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model, _ = load_pretrained_quietly(AutoModelForMaskedLM, base, lambda key: key.startswith("cls."))
     freeze_word_embeddings(model)
     encoded = encode_inputs(tokenizer, texts, None, config.model.prefix, config.model.max_length)
     dataset = Dataset.from_dict(dict(encoded))

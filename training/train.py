@@ -317,7 +317,7 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     base = ensure_base_encoder(config.model.base)
     tokenizer = load_tokenizer(base)
     if config.adapt.steps:
-        base = adapt_encoder(base, training_report_texts(records, config.adapt.report_dirs), config,
+        base = adapt_encoder(base, tokenizer, training_report_texts(records, config.adapt.report_dirs), config,
                              work_dir / "adapt", progress)
         seed_everything(config.train.seed)  # fine-tuning then draws what it would have drawn without adaptation
     model = build_classifier(base, config.model.head, labels.id2label, config.model.dropout)
