@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import jieba
 import numpy as np
-from held_out_columns import COLUMNS, column_scores, split_group
+from held_out_columns import COLUMNS, column_scores, held_out_groups, split_group
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
@@ -130,9 +130,7 @@ def main() -> None:
           + (f"; --set {' '.join(args.set)}" if args.set else "") + "\n")
     print("| variant | scored | " + " | ".join(COLUMNS) + " |")
     print("|---|---|" + "---:|" * len(COLUMNS))
-    held_out: dict[str, list[dict]] = {}
-    for split, _, test in splits:
-        held_out.setdefault(split_group(split), []).extend(test)
+    held_out = held_out_groups(splits)
     for name in args.variant or VARIANTS:
         variant = VARIANTS[name]
         scored: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind in kinds}
