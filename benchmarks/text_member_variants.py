@@ -140,7 +140,8 @@ def main() -> None:
             results = {"alone": alone, "+ neighbours": in_context(test, alone, weight)}
             if encoder:
                 # as training fits the served member: on every training unit once it is refit, else less the dev split
-                fit_on = train if config.ensemble.member_refit else split_dev(train, config.data.dev_fraction, seed)[0]
+                fit_on = train if config.ensemble.member_refit else split_dev(train, config.data.dev_fraction, seed,
+                                                                                config.data.dev_split)[0]
                 served = member(variant, seed).fit(fit_on, np.array([labels.label2id[r["label"]] for r in fit_on]))
                 tuned = np.stack([encoder[split, r["unit_id"]] for r in test])
                 pair = combine([tuned, member_probabilities(served, test, k)])

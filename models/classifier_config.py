@@ -19,6 +19,7 @@ class DataSection:
     labeled: list[str] | str  # a single path: model folders saved before there was one file per genre
     picked_units: bool
     dev_fraction: float
+    dev_split: str
 
     @property
     def labeled_files(self) -> list[str]:
@@ -122,6 +123,8 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.data.dev_fraction < 0.5:
             raise ConfigError(f"config key 'data.dev_fraction' must be in [0, 0.5), got {self.data.dev_fraction}")
+        if self.data.dev_split not in ("units", "reports"):
+            raise ConfigError(f"config key 'data.dev_split' must be units or reports, got {self.data.dev_split!r}")
         if not 0 <= self.predict.min_confidence <= 1:
             value = self.predict.min_confidence
             raise ConfigError(f"config key 'predict.min_confidence' must be in [0, 1], got {value}")

@@ -207,9 +207,40 @@ def test_units_a_model_picked_train_wherever_their_report_may_but_never_score():
     provincial = [ROOT / "data/labeled/provincial.jsonl"]
     every, sampled = (load_labeled_files(provincial, picked_units=keep) for keep in (True, False))
     assert not any(map(model_picked, sampled)) and len(every) - len(sampled) == sum(map(model_picked, every)) > 0
-    train, dev = split_dev(records, 0.15, 13)
-    assert all(r in train for r in picked) and not any(model_picked(r) for r in dev)
-    assert dev == split_dev([r for r in records if not model_picked(r)], 0.15, 13)[1]  # the same dev units
+    for by in ("units", "reports"):
+        train, dev = split_dev(records, 0.15, 13, by)
+        assert all(r in train for r in picked) and not any(model_picked(r) for r in dev)
+        assert dev == split_dev([r for r in records if not model_picked(r)], 0.15, 13, by)[1]  # the same dev units
+
+
+def test_a_dev_split_by_reports_holds_out_whole_reports_of_both_genres(tiny_base, small_records, tmp_path):
+    """data.dev_split=reports: no report lies on both sides, the share is near dev_fraction, a seed fixes it, and the
+    dev reports carry every label; the default splits units instead, from every report. A model trained so says it."""
+    from training.model_folder import render_model_card
+    from training.train import fit_classifier, split_dev
+
+    records = load_labeled_files([ROOT / "data/labeled/seeds.jsonl", ROOT / "data/labeled/provincial.jsonl"],
+                                 picked_units=False)
+    train, dev = split_dev(records, 0.15, 13, "reports")
+    reports = {r["report_id"] for r in dev}
+    assert reports and not reports & {r["report_id"] for r in train} and len(train) + len(dev) == len(records)
+    assert 0.05 < len(dev) / len(records) < 0.3
+    assert {r["label"] for r in dev} == {r["label"] for r in records}
+    assert split_dev(records, 0.15, 13, "reports") == (train, dev)
+    assert {r["report_id"] for r in split_dev(records, 0.15, 7, "reports")[1]} != reports
+    _, units = split_dev(records, 0.15, 13, "units")
+    assert {r["report_id"] for r in units} == {r["report_id"] for r in records}
+    with pytest.raises(ConfigError, match="data.dev_split"):
+        split_dev([r for r in records if r["report_id"] == dev[0]["report_id"]], 0.15, 13, "reports")
+    with pytest.raises(ConfigError, match="data.dev_split"):
+        load_classifier_config(overrides=["data.dev_split=sentences"])
+    # three small reports of one genre: one of them is the dev, whole
+    config = tiny_config(tiny_base, "data.dev_split=reports")
+    fitted = fit_classifier(small_records, config, load_labels(), tmp_path, progress=False)
+    sizes = Counter(r["report_id"] for r in small_records)
+    assert fitted.dev_size in sizes.values() and fitted.train_size == len(small_records) - fitted.dev_size
+    card = render_model_card(fitted, config, load_labels(), small_records, {}, {}, "tiny")
+    assert "## Metrics (held-out dev reports)" in card and "whole reports that the model did not train on" in card
 
 
 def test_grouped_and_cross_genre_evaluation_run_every_method_on_the_same_units(tiny_base):
@@ -369,7 +400,7 @@ def test_fit_averages_weights_and_refits_the_member_on_every_unit(tiny_base, sma
     texts, neighbours = [r["text"] for r in small_records], record_neighbours(small_records)
     by_unit = dict(zip((r["unit_id"] for r in small_records), neighbours, strict=True))
     config = load_classifier_config()
-    train, _ = split_dev(small_records, config.data.dev_fraction, config.train.seed)
+    train, _ = split_dev(small_records, config.data.dev_fraction, config.train.seed, config.data.dev_split)
     for key, part in zip(fitted, (train, small_records), strict=True):
         expected = fit_text_member([r["text"] for r in part], [by_unit[r["unit_id"]] for r in part],
                                    np.array([labels.label2id[r["label"]] for r in part]), 0.0, config.train.seed)
@@ -617,7 +648,7 @@ def test_confidence_weights_weigh_each_units_loss_and_the_text_member(tiny_base,
     fitted = fit_classifier(small_records, config, load_labels(), tmp_path / "weighted", progress=False)
     from training.train import record_neighbours, split_dev
 
-    train, _ = split_dev(small_records, config.data.dev_fraction, config.train.seed)
+    train, _ = split_dev(small_records, config.data.dev_fraction, config.train.seed, config.data.dev_split)
     texts, neighbours = [r["text"] for r in small_records], record_neighbours(small_records)
     expected = fit_text_member([r["text"] for r in train], [""] * len(train),
                                np.array([load_labels().label2id[r["label"]] for r in train]), 0.0, config.train.seed,

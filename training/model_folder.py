@@ -161,6 +161,12 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
     served_weights = (f"the mean of the weights after every optimiser step from {config.train.average_from:g} of "
                       "training on (`train.average_from`)" if config.train.average_from < 1
                       else "the best epoch's on dev macro-F1")
+    whole_reports = config.data.dev_split == "reports"
+    dev_heading = "held-out dev reports" if whole_reports else "held-out dev units of the training reports"
+    dev_caveat = ("These dev units are whole reports that the model did not train on (`data.dev_split`), a few of "
+                  "each genre: the grouped evaluation below averages over many more." if whole_reports else
+                  "These dev units come from the same reports as the training units, so they overstate accuracy on "
+                  "a new report.")
     if config.train.wise_ft < 1:
         served_weights += f", mixed at {config.train.wise_ft:g} with their start (WiSE-FT, `train.wise_ft`)"
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
@@ -175,7 +181,7 @@ def render_model_card(fitted: FittedClassifier, config: ClassifierConfig, labels
         confidence_weights=", ".join(f"{k} {v:g}" for k, v in config.train.confidence_weights.items()),
         linear_probe=config.train.linear_probe, min_steps=config.train.min_steps,
         patience=config.train.patience, seed=config.train.seed, temperature=f"{fitted.temperature:.3f}",
-        served_weights=served_weights,
+        served_weights=served_weights, dev_heading=dev_heading, dev_caveat=dev_caveat,
         dev_metrics=dev, versions=", ".join(f"{k} {v}" for k, v in versions.items()),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def split_dev(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out a stratified share of units for early stopping and calibration.
+def split_dev(records: list[dict], fraction: float, seed: int, by: str) -> tuple[list[dict], list[dict]]:
+    """Hold out a stratified share of units (``by`` "units") or of whole reports ("reports") for early stopping and
+    calibration.
 
     The share comes from the units that sample their reports; units a model picked for review always train
     (`model_picked`), so the dev split, and with it the temperature, stays representative.
@@ -77,12 +79,40 @@ def split_dev(records: list[dict], fraction: float, seed: int) -> tuple[list[dic
     sample = [record for record in records if not model_picked(record)]
     if fraction <= 0 or len(sample) < 10:
         return records, []
+    if by == "reports":
+        held = dev_reports(sample, fraction, seed)
+        return ([r for r in sample if r["report_id"] not in held] + picked,
+                [r for r in sample if r["report_id"] in held])
     labels = [record["label"] for record in sample]
     try:
         train, dev = train_test_split(sample, test_size=fraction, random_state=seed, stratify=labels)
     except ValueError:  # a class too rare to stratify: fall back to a plain random split
         train, dev = train_test_split(sample, test_size=fraction, random_state=seed)
     return list(train) + picked, list(dev)
+
+
+def dev_reports(records: list[dict], fraction: float, seed: int) -> set[str]:
+    """Whole reports to hold out, as evaluation holds them out: the best epoch and the temperatures are then judged on
+    reports the model never trained on, not on other sentences of the ones it did.
+
+    Each genre with two reports or more gives at least one, about ``fraction`` of its units, and keeps one in
+    training. Written by hand: sklearn's group splitters balance labels or sizes over folds, but none keeps every
+    genre on both sides.
+    """
+    rng = random.Random(seed)
+    held: set[str] = set()
+    for genre in sorted({r.get("genre", "") for r in records}):
+        sizes = Counter(r["report_id"] for r in records if r.get("genre", "") == genre)
+        target, taken = fraction * sum(sizes.values()), 0
+        reports = sorted(sizes)
+        rng.shuffle(reports)
+        for report in reports[:-1]:  # the last one always trains, and the first is always held out
+            if not taken or abs(taken + sizes[report] - target) < abs(taken - target):
+                held.add(report)
+                taken += sizes[report]
+    if not held:
+        raise ConfigError("config key 'data.dev_split' is reports, but no genre of the training units has two reports")
+    return held
 
 
 def record_neighbours(records: list[dict]) -> list[str]:
@@ -324,7 +354,8 @@ def fit_classifier(records: list[dict], config: ClassifierConfig, labels: LabelS
     if config.model.freeze_embeddings:
         freeze_word_embeddings(model)
     freeze_lower_layers(model, config.model.frozen_layers)
-    train_records, dev_records = split_dev(records, config.data.dev_fraction, config.train.seed)
+    train_records, dev_records = split_dev(records, config.data.dev_fraction, config.train.seed,
+                                           config.data.dev_split)
 
     # tokenised once: the datasets, the linear probe and the calibration all read these
     train_inputs = model_inputs(train_records, tokenizer, config)
