@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 from held_out_columns import COLUMNS, column_scores, held_out_groups, split_group
 
-from data.labeled_units import follows_previous, load_labeled
+from data.labeled_units import adjacent_runs, load_labeled
 from data.labels import LabelSet, load_labels
 from models.classifier_config import load_classifier_config
 from training.crossval import evaluation_splits, in_context, report_folds
@@ -41,13 +41,7 @@ PAIR = "fine-tuned + tf-idf"
 
 def runs_of(records: list[dict]) -> list[list[int]]:
     """Row indices of each run of adjacent non-furniture units of one report, as evaluate scores them."""
-    runs: list[list[int]] = []
-    for i, follows in enumerate(follows_previous(records)):
-        if follows and runs:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return [[i for i in run if records[i]["kind"] != "furniture"] for run in runs]
+    return [[i for i in run if records[i]["kind"] != "furniture"] for run in adjacent_runs(records)]
 
 
 def with_section_mean(records: list[dict], probs: np.ndarray, adjacent: float, section: float) -> np.ndarray:

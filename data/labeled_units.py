@@ -83,6 +83,17 @@ def record_context(record: dict[str, Any]) -> str:
     return heading_context(record["section_path"], record.get("kind") == "heading")
 
 
+def adjacent_runs(records: Sequence[dict[str, Any]]) -> list[list[int]]:
+    """Row indices of each run of adjacent labelled units (``follows_previous``), in order."""
+    runs: list[list[int]] = []
+    for i, follows in enumerate(follows_previous(records)):
+        if follows and runs:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
 def follows_previous(records: Sequence[dict[str, Any]]) -> list[bool]:
     """Whether each labelled unit comes right after the record before it (same report, next unit number).
 

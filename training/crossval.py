@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from data.labeled_units import follows_previous, model_picked
+from data.labeled_units import adjacent_runs, model_picked
 from data.labels import LabelSet
 from models.base_encoder import ensure_base_encoder
 from models.classifier import forward_logits, softmax
@@ -101,13 +101,7 @@ def in_context(records: list[dict], probs: np.ndarray, weight: float) -> np.ndar
     unit number is adjacent, so an unlabelled gap never joins two passages.
     """
     smoothed = probs.copy()
-    runs: list[list[int]] = []
-    for i, follows in enumerate(follows_previous(records)):
-        if follows:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    for run in runs:
+    for run in adjacent_runs(records):
         smoothed[run] = smooth_within_sections(probs[run], [records[i]["section_path"] for i in run],
                                                [records[i]["kind"] for i in run], weight)
     return smoothed
